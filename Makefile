@@ -1,0 +1,43 @@
+# make run   - create .venv, install netparity with every framework, run the main job
+# make test  - the same install plus test extras, then pytest
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Thread counts change float bits (see docs/framework-differences.md); pin them.
+export OMP_NUM_THREADS ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+MODEL ?= lenet_bn
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: install run test data clean bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# The stamp re-runs pip only when pyproject.toml changes: `make install` is idempotent.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[all,test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Fashion-MNIST comes from Debian's package where apt is available (no runtime downloads).
+data:
+	@if [ ! -d $(FASHION_MNIST_DIR) ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 || \
+	  echo "note: could not install dataset-fashion-mnist; data tests will skip"; \
+	fi
+
+run: install
+	$(BIN)/netparity show $(MODEL)
+	$(BIN)/netparity check $(MODEL)
+
+test: install data
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/check_time.py resnet18
+
+clean:
+	rm -rf $(VENV) build *.egg-info
