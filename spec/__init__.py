@@ -1,0 +1,28 @@
+"""netparity.spec: framework-free network specs, shape inference and the zoo.
+
+Nothing here imports a deep-learning framework; this package is the oracle
+every backend is checked against.
+"""
+
+from . import zoo
+from .errors import SpecError
+from .layers import (BLOCK_KINDS, LAYER_KINDS, Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Block,
+                     ConcatBranches, Conv2d, Dense, DenseConcat, Dropout, Flatten, GlobalAvgPool, Layer,
+                     MaxPool2d, Residual, Row, Sequence, show_shape)
+from .model import Inference, Spec
+from .weights import init_weights
+
+
+def load(model: "str | Spec") -> Spec:
+    """A Spec from a zoo name, a JSON file path, or a Spec (returned as is)."""
+    if isinstance(model, Spec):
+        return model
+    if str(model).endswith(".json"):
+        return Spec.load(model)
+    return zoo.get(model)
+
+
+__all__ = ["Spec", "Inference", "SpecError", "LAYER_KINDS", "BLOCK_KINDS", "zoo", "init_weights", "load",
+           "Layer", "Block", "Row", "Conv2d", "BatchNorm", "Activation", "MaxPool2d", "AvgPool2d",
+           "AdaptiveAvgPool2d", "GlobalAvgPool", "Flatten", "Dense", "Dropout", "Sequence", "ConcatBranches",
+           "Residual", "DenseConcat", "show_shape"]

@@ -1,0 +1,197 @@
+"""A whole network as data: ``Spec``, its shape inference and its JSON form."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .errors import SpecError
+from .layers import LAYER_KINDS, Block, Layer, Row, Shape, show_shape
+
+FORMAT = "netparity.spec/1"
+
+
+@dataclass(frozen=True)
+class Inference:
+    """Shapes and parameter counts of every layer and block, in execution order."""
+
+    input_shape: Shape
+    rows: tuple[Row, ...]
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.top_level()[-1].output_shape
+
+    @property
+    def parameters(self) -> int:
+        return sum(r.parameters for r in self.top_level())
+
+    @property
+    def running_stats(self) -> int:
+        return sum(r.running_stats for r in self.top_level())
+
+    def top_level(self) -> list[Row]:
+        return [r for r in self.rows if r.depth == 0]
+
+    def leaves(self) -> list[Row]:
+        return [r for r in self.rows if not isinstance(r.layer, Block)]
+
+    def row(self, path: str) -> Row:
+        for r in self.rows:
+            if r.path == path:
+                return r
+        raise KeyError(path)
+
+    def weight_layout(self, running_stats: bool = True) -> dict[str, Shape]:
+        """Canonical weight keys and shapes: ``<layer path>.<name>`` in execution
+        order, each layer's trainable parameters before its running statistics
+        (the order of a PyTorch state_dict)."""
+        layout: dict[str, Shape] = {}
+        for r in self.leaves():
+            named = dict(r.layer.parameter_shapes(r.input_shape))
+            if running_stats:
+                named.update(r.layer.running_stat_shapes(r.input_shape))
+            for name, shape in named.items():
+                layout[f"{r.path}.{name}"] = shape
+        return layout
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A CNN: a name, the per-example input shape (C, H, W) and top-level blocks."""
+
+    name: str
+    input_shape: Shape
+    blocks: tuple[Layer, ...]
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+
+    # -- inference --------------------------------------------------------------------
+    def infer(self, input_shape: Shape | None = None) -> Inference:
+        """Check the spec on an input shape and infer every layer's output shape and
+        parameter count. Raises ``SpecError`` naming the first bad layer."""
+        shape = tuple(input_shape) if input_shape is not None else self.input_shape
+        if len(shape) != 3 or any((not isinstance(s, int)) or s <= 0 for s in shape):
+            raise SpecError("input_shape", f"must be three positive integers (C, H, W), got {shape!r}")
+        if not self.blocks:
+            raise SpecError("blocks", "a spec needs at least one block")
+        rows: list[Row] = []
+        for i, block in enumerate(self.blocks):
+            if not isinstance(block, Layer):
+                raise SpecError(f"blocks[{i}]", f"expected a layer, got {type(block).__name__}")
+            shape = block.trace(shape, f"blocks[{i}]", rows)
+        return Inference(tuple(int(s) for s in (input_shape or self.input_shape)), tuple(rows))
+
+    def validate(self) -> "Spec":
+        self.infer()
+        return self
+
+    def with_input(self, size: int | None = None, channels: int | None = None) -> "Spec":
+        """The same network on a different square input size or channel count."""
+        c, h, w = self.input_shape
+        return Spec(self.name, (channels or c, size or h, size or w), self.blocks, self.description)
+
+    # -- JSON -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "name": self.name, "description": self.description,
+                "input_shape": list(self.input_shape),
+                "blocks": [layer_to_dict(b) for b in self.blocks]}
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "spec") -> "Spec":
+        if not isinstance(data, dict):
+            raise SpecError(source, "a spec must be a JSON object")
+        unknown = set(data) - {"format", "name", "description", "input_shape", "blocks"}
+        if unknown:
+            raise SpecError(source, f"unknown top-level keys: {', '.join(sorted(unknown))}")
+        if data.get("format", FORMAT) != FORMAT:
+            raise SpecError(source, f"format {data.get('format')!r} is not {FORMAT!r}")
+        for key in ("input_shape", "blocks"):
+            if key not in data:
+                raise SpecError(source, f"missing {key!r}")
+        if not isinstance(data["blocks"], list):
+            raise SpecError("blocks", "must be a list of layers")
+        blocks = tuple(layer_from_dict(b, f"blocks[{i}]") for i, b in enumerate(data["blocks"]))
+        return cls(str(data.get("name", "spec")), tuple(data["input_shape"]), blocks,
+                   str(data.get("description", "")))
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "spec") -> "Spec":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise SpecError(source, f"not valid JSON: {error}") from None
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Spec":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise SpecError(str(path), f"cannot read the spec file: {error.strerror}") from None
+        return cls.from_json(text, str(path))
+
+    def save(self, path: str | Path) -> None:
+        from .files import write_atomic
+        write_atomic(Path(path), self.to_json() + "\n")
+
+
+def _encode(value):
+    if isinstance(value, Layer):
+        return layer_to_dict(value)
+    if isinstance(value, (tuple, list)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def layer_to_dict(layer: Layer) -> dict:
+    data = {"kind": layer.kind}
+    for f in fields(layer):
+        value = getattr(layer, f.name)
+        if f.name == "name" and not value:
+            continue
+        data[f.name] = _encode(value)
+    return data
+
+
+def _decode(value, path: str):
+    if isinstance(value, dict):
+        return layer_from_dict(value, path)
+    if isinstance(value, list):
+        if any(isinstance(v, dict) for v in value):
+            return tuple(_decode(v, f"{path}[{i}]") for i, v in enumerate(value))
+        return tuple(value)
+    return value
+
+
+def layer_from_dict(data, path: str) -> Layer:
+    if not isinstance(data, dict) or "kind" not in data:
+        raise SpecError(path, "a layer must be a JSON object with a 'kind'")
+    kind = data["kind"]
+    cls = LAYER_KINDS.get(kind)
+    if cls is None:
+        raise SpecError(path, f"unknown layer kind {kind!r}; known kinds: {', '.join(LAYER_KINDS)}")
+    allowed = {f.name for f in fields(cls)}
+    unknown = set(data) - allowed - {"kind"}
+    if unknown:
+        raise SpecError(path, f"{kind} has no field(s) {', '.join(sorted(unknown))}; "
+                              f"its fields: {', '.join(sorted(allowed))}")
+    arguments = {k: _decode(v, f"{path}.{k}") for k, v in data.items() if k != "kind"}
+    try:
+        layer = cls(**arguments)
+    except (TypeError, ValueError) as error:
+        raise SpecError(path, f"bad {kind} fields: {error}") from None
+    layer.check(path)
+    return layer
+
+
+
+__all__ = ["Spec", "Inference", "layer_to_dict", "layer_from_dict", "show_shape"]
