@@ -1,0 +1,43 @@
+"""netparity.backends: one module per framework, the same small interface.
+
+Each backend module (``torch``, ``mxnet``, ``keras``) offers::
+
+    NAME, FRAMEWORK, version()
+    LAYER_BUILDERS                      # one entry per spec layer kind
+    build(spec, device="cpu")           # -> native model
+    get_weights(model) / set_weights(model, weights)   # canonical layout
+    forward(model, x, training=False)   # NCHW numpy in, numpy out
+    forward_layers(model, x, training=False)           # {spec path: output}
+    input_gradient(model, x, upstream, training=False)
+    parameter_counts(model)             # {path: (trainable, running stats)}
+
+Importing this package imports no framework; ``get_backend`` imports one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .common import BackendError
+from .frameworks import FrameworkMissing, is_installed
+
+BACKEND_NAMES = ("torch", "mxnet", "keras")
+_MODULES = {"torch": "torch", "mxnet": "mxnet", "keras": "keras"}
+
+
+def get_backend(name: str) -> ModuleType:
+    """The backend module for ``name``; raises FrameworkMissing when its framework is absent."""
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"unknown framework {name!r}; choose from {', '.join(BACKEND_NAMES)}")
+    if not is_installed(_MODULES[name]):
+        raise FrameworkMissing(name)
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def available() -> list[str]:
+    """Backends whose framework is installed (not imported: that costs seconds)."""
+    return [name for name in BACKEND_NAMES if is_installed(_MODULES[name])]
+
+
+__all__ = ["BACKEND_NAMES", "get_backend", "available", "BackendError", "FrameworkMissing"]
