@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 MODEL ?= lenet_bn
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install run test data clean bench
+.PHONY: install run test data clean parity-report
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,10 @@ run: install
 test: install data
 	$(BIN)/python -m pytest -q
 
-bench: install
-	$(BIN)/python benchmarks/check_time.py resnet18
+# Every zoo model at its default size in every framework, and the wall time of
+# `netparity check resnet18`; writes docs/parity.md (a benchmark, not a test).
+parity-report: install
+	$(BIN)/python -m netparity.compare.check_zoo --out docs/parity.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,74 @@
+"""The command line: list, show, export, check."""
+
+import json
+
+from typer.testing import CliRunner
+
+from netparity.cli import app
+from netparity.spec import Spec, zoo
+
+from helpers import installed_or_skip
+
+runner = CliRunner()
+
+
+def test_list_names_every_zoo_model():
+    result = runner.invoke(app, ["list"], terminal_width=200)
+    assert result.exit_code == 0
+    for name in zoo.names():
+        assert name in result.output
+
+
+def test_show_vgg11_prints_block_shapes():
+    result = runner.invoke(app, ["show", "vgg11"], terminal_width=200)
+    assert result.exit_code == 0
+    for shape in ["64x112x112", "128x56x56", "256x28x28", "512x14x14", "512x7x7", "25088", "4096", "10"]:
+        assert shape in result.output
+    assert "128,806,154" in result.output
+
+
+def test_export_then_show_the_file(tmp_path):
+    path = tmp_path / "my_model.json"
+    assert runner.invoke(app, ["export", "resnet18", str(path)]).exit_code == 0
+    assert Spec.load(path) == zoo.get("resnet18")
+    result = runner.invoke(app, ["show", str(path), "--input-size", "64"], terminal_width=200)
+    assert result.exit_code == 0 and "512x2x2" in result.output
+
+
+def test_show_json_is_the_spec():
+    result = runner.invoke(app, ["show", "lenet", "--json"])
+    assert Spec.from_json(result.output) == zoo.get("lenet")
+
+
+def test_unknown_model_and_bad_spec_are_clear(tmp_path):
+    result = runner.invoke(app, ["show", "lenet9"], terminal_width=200)
+    assert result.exit_code == 2 and "unknown zoo model 'lenet9'" in result.output
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"input_shape": [1, 8, 8],
+                               "blocks": [{"kind": "conv2d", "out_channels": 4, "kernel": 11}]}))
+    result = runner.invoke(app, ["check", str(bad)], terminal_width=200)
+    assert result.exit_code == 2
+    assert "blocks[0]" in result.output and "larger than the padded input" in result.output
+
+
+def test_check_unknown_framework():
+    result = runner.invoke(app, ["check", "lenet", "--frameworks", "torch,caffe"], terminal_width=200)
+    assert result.exit_code == 2 and "caffe" in result.output
+
+
+def test_check_passes_and_writes_json(tmp_path):
+    frameworks = installed_or_skip()
+    out = tmp_path / "parity.json"
+    result = runner.invoke(app, ["check", "lenet_bn", "--frameworks", ",".join(frameworks), "--json", str(out)],
+                           terminal_width=200)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["ok"] is True and [r["framework"] for r in data["runs"]] == list(frameworks)
+    assert len(data["pairs"]) == len(frameworks) * (len(frameworks) - 1) // 2
+
+
+def test_check_fails_with_exit_1_when_parity_breaks(tmp_path):
+    installed_or_skip()
+    # a tolerance below float32 rounding cannot hold across frameworks on a deep net
+    result = runner.invoke(app, ["check", "resnet18", "--input-size", "32", "--rtol", "1e-12"], terminal_width=200)
+    assert result.exit_code == 1 and "FAIL" in result.output
