@@ -55,7 +55,7 @@ def import_mxnet():
     if "mxnet" not in sys.modules:
         import numpy as np
 
-        if not hasattr(np, "bool"):
+        if "bool" not in np.__dict__:  # hasattr would trigger a NumPy FutureWarning
             np.bool = bool  # removed in NumPy 1.24; MXNet 1.9.1 still uses it
         # MXNet assumes hyper-threading and starts cpu_count/2 threads otherwise.
         os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))

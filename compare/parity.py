@@ -65,6 +65,13 @@ class PairReport:
     worst_layer: str | None
     worst_layer_rel: float
     ok: bool
+    # Input gradients are discontinuous at ReLU and max-pool kinks: a pre-activation
+    # within float32 rounding of zero can take different branches in two frameworks
+    # (seen on VGG at 32 px: one value -8.9e-8 in PyTorch, +4.5e-8 in MXNet). When only
+    # the gradient disagrees, it is compared again on fresh inputs; a real bug
+    # disagrees on every draw, a kink does not.
+    gradient_redraw_rel: list[float] = field(default_factory=list)
+    note: str = ""
 
 
 @dataclass
@@ -131,15 +138,37 @@ def _spec_with_input(spec: Spec, input_shape) -> Spec:
     return Spec(spec.name, tuple(input_shape), spec.blocks, spec.description)
 
 
-def _run_framework(name: str, spec: Spec, weights, x, upstream, device: str):
+GRADIENT_REDRAWS = 2
+
+
+@dataclass
+class _Draws:
+    """The random inputs and upstream gradients: draw 0 first, more on demand."""
+
+    rng: np.random.Generator
+    batch: int
+    input_shape: tuple
+    output_shape: tuple
+    items: list = field(default_factory=list)
+
+    def __getitem__(self, index: int):
+        while len(self.items) <= index:
+            x = self.rng.standard_normal((self.batch, *self.input_shape)).astype(np.float32)
+            upstream = self.rng.standard_normal((self.batch, *self.output_shape)).astype(np.float32)
+            self.items.append((x, upstream))
+        return self.items[index]
+
+
+def _run_framework(name: str, spec: Spec, weights, draws: _Draws, device: str):
     backend = get_backend(name)
     start = time.perf_counter()
     model = backend.build(spec, device=device)
     backend.set_weights(model, weights)
+    x, upstream = draws[0]
     layers = backend.forward_layers(model, x)
     gradient = backend.input_gradient(model, x, upstream)
     counts = backend.parameter_counts(model)
-    return backend, layers, gradient, counts, time.perf_counter() - start
+    return backend, model, layers, gradient, counts, time.perf_counter() - start
 
 
 def check_parity(spec, frameworks=BACKEND_NAMES, input_shape=None, batch: int = 2, seed: int = 0,
@@ -152,18 +181,17 @@ def check_parity(spec, frameworks=BACKEND_NAMES, input_shape=None, batch: int = 
     """
     spec = _spec_with_input(load(spec), input_shape)
     inference = spec.infer()
-    rng = np.random.default_rng(seed)
     weights = init_weights(inference, seed)
-    x = rng.standard_normal((batch, *inference.input_shape)).astype(np.float32)
-    upstream = rng.standard_normal((batch, *inference.output_shape)).astype(np.float32)
+    draws = _Draws(np.random.default_rng(seed), batch, inference.input_shape, inference.output_shape)
     result = ParityResult(spec.name, list(inference.input_shape), batch, seed, device, rtol,
                           inference.parameters, inference.running_stats)
 
     outputs: dict[str, dict[str, np.ndarray]] = {}
     gradients: dict[str, np.ndarray] = {}
+    models = {}
     for name in frameworks:
         try:
-            backend, layers, gradient, counts, seconds = _run_framework(name, spec, weights, x, upstream, device)
+            backend, model, layers, gradient, counts, seconds = _run_framework(name, spec, weights, draws, device)
         except FrameworkMissing as missing:
             result.skipped[name] = str(missing)
             continue
@@ -174,7 +202,7 @@ def check_parity(spec, frameworks=BACKEND_NAMES, input_shape=None, batch: int = 
             where = traceback.extract_tb(error.__traceback__)[-1]
             result.errors[name] = f"{type(error).__name__}: {error} (at {where.filename}:{where.lineno})"
             continue
-        outputs[name], gradients[name] = layers, gradient
+        outputs[name], gradients[name], models[name] = layers, gradient, (backend, model)
         result.runs.append(FrameworkRun(name, backend.version(), round(seconds, 3),
                                         sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())))
         _check_shapes(result, name, inference, layers, batch)
@@ -182,8 +210,32 @@ def check_parity(spec, frameworks=BACKEND_NAMES, input_shape=None, batch: int = 
 
     last = inference.top_level()[-1].path
     for a, b in itertools.combinations(outputs, 2):
-        result.pairs.append(_compare_pair(a, b, inference, outputs, gradients, last, rtol))
+        pair = _compare_pair(a, b, inference, outputs, gradients, last, rtol)
+        if not pair.ok and pair.first_divergence is None and pair.output_max_rel <= rtol:
+            _redraw_gradients(pair, models, draws, rtol)
+        result.pairs.append(pair)
     return result
+
+
+def _redraw_gradients(pair: PairReport, models, draws: _Draws, rtol: float) -> None:
+    cache = {}
+
+    def gradient(name, index):
+        if (name, index) not in cache:
+            backend, model = models[name]
+            cache[name, index] = backend.input_gradient(model, *draws[index])
+        return cache[name, index]
+
+    for index in range(1, GRADIENT_REDRAWS + 1):
+        _, rel = relative_error(gradient(pair.a, index), gradient(pair.b, index))
+        pair.gradient_redraw_rel.append(rel)
+        if rel > rtol:
+            pair.note = f"input gradients disagree on {index + 1} input draws: not a kink"
+            return
+    pair.ok = True
+    pair.note = (f"input gradients disagreed on the first draw only (rel {pair.gradient_max_rel:.1e}), agreed "
+                 f"on {GRADIENT_REDRAWS} fresh draws: a ReLU/max-pool kink that float32 rounding "
+                 "sent different ways")
 
 
 def _check_shapes(result, name, inference, layers, batch):

@@ -42,6 +42,9 @@ def print_parity(result: ParityResult, console: Console | None = None) -> None:
                           f"{p.first_divergence} ({p.first_divergence_rel:.1e})" if p.first_divergence else "-",
                           _mark(p.ok))
         console.print(pairs)
+        for p in result.pairs:
+            if p.note:
+                console.print(f"  {p.a} vs {p.b}: {p.note}", highlight=False)
     elif len(result.runs) < 2:
         console.print("[yellow]numerical parity: fewer than two frameworks ran; nothing to compare[/]")
     console.print(f"[bold]parity: {_mark(result.ok)}")

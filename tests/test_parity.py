@@ -70,6 +70,17 @@ def test_harness_names_the_first_diverging_layer(monkeypatch):
     assert all(p.ok for p in result.pairs if victim not in (p.a, p.b))
 
 
+def test_a_wrong_input_gradient_is_not_excused_as_a_kink(monkeypatch):
+    frameworks = installed_or_skip()
+    backend = get_backend(frameworks[-1])
+    honest = backend.input_gradient
+    monkeypatch.setattr(backend, "input_gradient", lambda *args, **kw: honest(*args, **kw) * np.float32(1.001))
+    result = check_parity("lenet", frameworks)
+    bad = [p for p in result.pairs if frameworks[-1] in (p.a, p.b)]
+    assert bad and not any(p.ok for p in bad) and not result.ok
+    assert all(p.first_divergence is None and "not a kink" in p.note for p in bad)
+
+
 def test_missing_framework_is_a_note_not_a_crash(monkeypatch):
     import netparity.backends as backends
 
