@@ -1,0 +1,660 @@
+"""Keras 3 backend: a spec becomes a functional ``keras.Model``, channels_last.
+
+Keras differs from PyTorch in layout and in several layer semantics (see
+docs/framework-differences.md); this module closes each gap explicitly:
+
+- Tensors are NHWC inside the model, because TensorFlow on CPU runs NCHW
+  convolutions and pooling only through oneDNN. The public functions take and
+  return NCHW, and flat tensors in PyTorch's (C, H, W) flatten order.
+- ``Flatten`` of an NHWC tensor orders features (H, W, C). The build record
+  notes which flat tensors are such flattenings, so that the weights of a
+  dense or batchnorm layer reading them are permuted on the way in and out,
+  and captured outputs are put back into (C, H, W) order.
+- Padding is always explicit with a 'valid' op: Keras' 'same' pads stride-2
+  windows asymmetrically, zero padding leaks into max pools over negative
+  inputs, Keras has no ceil mode and no count_include_pad. The pooling
+  geometry comes from ``spec.pooling`` so every backend uses the same numbers.
+
+Custom layers use ``keras.ops`` only, so the model runs on the tensorflow,
+jax and torch Keras backends.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Any, Callable
+
+import numpy as np
+
+from ..spec.layers import Layer, Row
+from ..spec.pooling import adaptive_pool_matrix, avg_pool_divisor, pool_padding
+from .common import (BackendError, BuildRecord, RECORD_ATTRIBUTE, as_input, check_device, check_weights,
+                     child_path, parameter_rows, record_of)
+from .frameworks import import_keras
+
+keras = import_keras()
+ops = keras.ops
+
+NAME = "keras"
+FRAMEWORK = "Keras 3"
+
+DATA_FORMAT = "channels_last"
+DTYPE = "float32"  # explicit, so a global mixed-precision policy cannot change the function
+
+
+def _backend() -> str:
+    return keras.backend.backend()
+
+
+def _backend_version() -> str:
+    name = _backend()
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(name)
+    if module is None:
+        return name
+    return f"{name} {importlib.import_module(module).__version__}"
+
+
+def version() -> str:
+    return f"{keras.__version__} ({_backend_version()})"
+
+
+def layer_name(path: str, suffix: str = "") -> str:
+    """A Keras-safe layer name from a spec path: ``blocks[3].layers[1]`` -> ``blocks_3_layers_1``."""
+    name = re.sub(r"[^0-9A-Za-z]+", "_", path).strip("_")
+    return f"{name}_{suffix}" if suffix else name
+
+
+# ---------------------------------------------------------------------------------------
+# Custom layers (keras.ops only: they must run on every Keras backend)
+# ---------------------------------------------------------------------------------------
+
+@keras.saving.register_keras_serializable(package="netparity")
+class ConstantPad2D(keras.layers.Layer):
+    """Pads H and W of an NHWC tensor with a constant.
+
+    With ``-inf`` a 'valid' max pool sees PyTorch's implicit padding, which
+    never wins a window; ``ZeroPadding2D`` would win it over negative inputs.
+    """
+
+    def __init__(self, padding, value: float, **kwargs):
+        super().__init__(**kwargs)
+        (top, bottom), (left, right) = padding
+        self.pads = (int(top), int(bottom), int(left), int(right))
+        self.value = float(value)
+
+    def call(self, x):
+        top, bottom, left, right = self.pads
+        return ops.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]], mode="constant",
+                       constant_values=self.value)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        top, bottom, left, right = self.pads
+        return (n, None if h is None else h + top + bottom, None if w is None else w + left + right, c)
+
+    def get_config(self):
+        top, bottom, left, right = self.pads
+        return {**super().get_config(), "padding": ((top, bottom), (left, right)), "value": self.value}
+
+
+@keras.saving.register_keras_serializable(package="netparity")
+class ConstantScale(keras.layers.Layer):
+    """Multiplies each output position of an average pool by a fixed factor.
+
+    Keras' 'valid' average pool divides every window by the kernel area;
+    PyTorch divides border windows by a smaller count when ceil mode clips
+    them or count_include_pad is False. The factor area / divisor turns the
+    one into the other. It is a constant, not a weight, so that parameter
+    counts stay PyTorch's.
+    """
+
+    def __init__(self, scale, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = np.asarray(scale, dtype=np.float32)[None, :, :, None]  # (1, H, W, 1)
+
+    def call(self, x):
+        return x * ops.convert_to_tensor(self.scale, dtype=x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale[0, :, :, 0].tolist()}
+
+
+@keras.saving.register_keras_serializable(package="netparity")
+class AdaptiveAvgPool2D(keras.layers.Layer):
+    """PyTorch's adaptive average pool on NHWC, as the fixed linear map it is.
+
+    Keras has no adaptive pool; its windows (which overlap when the sizes do
+    not divide) are rows of ``spec.pooling.adaptive_pool_matrix``, applied to
+    H and then W.
+    """
+
+    def __init__(self, output_size, **kwargs):
+        super().__init__(**kwargs)
+        self.output_size = (int(output_size[0]), int(output_size[1]))
+        self.rows = self.cols = None
+
+    def build(self, input_shape):
+        _, h, w, _ = input_shape
+        if h is None or w is None:
+            raise BackendError("keras: adaptive_avgpool2d needs a static input height and width")
+        self.rows = adaptive_pool_matrix(int(h), self.output_size[0]).astype(np.float32)
+        self.cols = adaptive_pool_matrix(int(w), self.output_size[1]).astype(np.float32)
+
+    def call(self, x):
+        rows = ops.convert_to_tensor(self.rows, dtype=x.dtype)
+        cols = ops.convert_to_tensor(self.cols, dtype=x.dtype)
+        x = ops.einsum("ih,nhwc->niwc", rows, x)
+        return ops.einsum("jw,niwc->nijc", cols, x)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.output_size, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "output_size": self.output_size}
+
+
+# ---------------------------------------------------------------------------------------
+# Building
+# ---------------------------------------------------------------------------------------
+
+Chw = tuple[int, int, int]
+
+
+class BuildContext:
+    """What a builder needs besides its layer: names, the record, child building.
+
+    Tracks which flat tensors hold an (H, W, C)-ordered flattening and of
+    which (C, H, W) shape, keyed by tensor identity (the tensors stay alive in
+    the record, so identities are not reused).
+    """
+
+    def __init__(self, record: BuildRecord):
+        self.record = record
+        self.rows = record.rows
+        self._hwc_flat: dict[int, Chw] = {}
+        self._alive: list = []
+        record.extra.update(tensors={}, helpers={}, hwc_flat={}, input_hwc_flat={},
+                            data_format=DATA_FORMAT)
+
+    # -- layouts ----------------------------------------------------------------------
+    def hwc_flat(self, tensor) -> Chw | None:
+        return self._hwc_flat.get(id(tensor))
+
+    def set_hwc_flat(self, tensor, chw: Chw | None) -> None:
+        if chw is not None:
+            self._hwc_flat[id(tensor)] = tuple(chw)
+            self._alive.append(tensor)
+
+    # -- layers -----------------------------------------------------------------------
+    def main(self, path: str, native):
+        """The Keras layer that computes (and holds the weights of) ``path``."""
+        self.record.layers[path] = native
+        return native
+
+    def helper(self, path: str, suffix: str, native_type, *args, **kwargs):
+        """A helper layer (padding, rescaling) named after ``path``."""
+        native = native_type(*args, name=layer_name(path, suffix), dtype=DTYPE, **kwargs)
+        self.record.extra["helpers"].setdefault(path, []).append(native)
+        return native
+
+    # -- walking ----------------------------------------------------------------------
+    def build(self, path: str, layer: Layer, x):
+        row = self.rows[path]
+        input_layout = self.hwc_flat(x)
+        if input_layout is not None:
+            self.record.extra["input_hwc_flat"][path] = input_layout
+        out = LAYER_BUILDERS[layer.kind](layer, row, x, path, self)
+        # Elementwise and per-feature layers keep their input's feature order.
+        if (self.hwc_flat(out) is None and len(row.input_shape) == 1 and len(row.output_shape) == 1
+                and layer.kind in ("activation", "dropout", "batchnorm", "flatten")):
+            self.set_hwc_flat(out, input_layout)
+        self.record.extra["tensors"][path] = out
+        if self.hwc_flat(out) is not None:
+            self.record.extra["hwc_flat"][path] = self.hwc_flat(out)
+        return out
+
+    def child(self, path: str, relative: str, layer: Layer, x):
+        return self.build(child_path(path, relative), layer, x)
+
+    def to_chw_flat(self, path: str, suffix: str, x):
+        """Reorder an (H, W, C)-flattened tensor into PyTorch's (C, H, W) order."""
+        c, h, w = self.hwc_flat(x)
+        x = self.helper(path, f"{suffix}_hwc", keras.layers.Reshape, (h, w, c))(x)
+        x = self.helper(path, f"{suffix}_chw", keras.layers.Permute, (3, 1, 2))(x)
+        return self.helper(path, f"{suffix}_flat", keras.layers.Flatten, data_format=DATA_FORMAT)(x)
+
+
+Builder = Callable[[Layer, Row, Any, str, BuildContext], Any]
+
+
+def _identity(path, ctx, x):
+    return ctx.main(path, keras.layers.Identity(name=layer_name(path), dtype=DTYPE))(x)
+
+
+def _conv2d(layer, row, x, path, ctx):
+    (ph, pw) = layer.padding
+    if ph or pw:
+        # Symmetric explicit padding: 'same' would pad stride-2 windows (lo, hi) = (t//2, t - t//2).
+        x = ctx.helper(path, "pad", keras.layers.ZeroPadding2D, ((ph, ph), (pw, pw)), data_format=DATA_FORMAT)(x)
+    conv = keras.layers.Conv2D(layer.out_channels, layer.kernel, strides=layer.stride, padding="valid",
+                               groups=layer.groups, use_bias=layer.bias, data_format=DATA_FORMAT,
+                               name=layer_name(path), dtype=DTYPE)
+    return ctx.main(path, conv)(x)
+
+
+def _batchnorm(layer, row, x, path, ctx):
+    norm = keras.layers.BatchNormalization(axis=-1, epsilon=layer.eps, momentum=1.0 - layer.momentum,
+                                           name=layer_name(path), dtype=DTYPE)
+    return ctx.main(path, norm)(x)
+
+
+def _activation(layer, row, x, path, ctx):
+    return ctx.main(path, keras.layers.Activation(layer.function, name=layer_name(path), dtype=DTYPE))(x)
+
+
+def _pool_pads(layer, row) -> tuple[tuple[int, int], tuple[int, int]]:
+    _, h, w = row.input_shape
+    return tuple(pool_padding(size, layer.kernel[i], layer.stride[i], layer.padding[i], layer.ceil_mode)
+                 for i, size in enumerate((h, w)))
+
+
+def _maxpool2d(layer, row, x, path, ctx):
+    pads = _pool_pads(layer, row)
+    if any(any(p) for p in pads):
+        x = ctx.helper(path, "pad", ConstantPad2D, pads, float("-inf"))(x)
+    pool = keras.layers.MaxPooling2D(layer.kernel, strides=layer.stride, padding="valid",
+                                     data_format=DATA_FORMAT, name=layer_name(path), dtype=DTYPE)
+    return ctx.main(path, pool)(x)
+
+
+def _avgpool2d(layer, row, x, path, ctx):
+    pads = _pool_pads(layer, row)
+    if any(any(p) for p in pads):
+        x = ctx.helper(path, "pad", keras.layers.ZeroPadding2D, pads, data_format=DATA_FORMAT)(x)
+    pool = keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride, padding="valid",
+                                         data_format=DATA_FORMAT, name=layer_name(path), dtype=DTYPE)
+    out = ctx.main(path, pool)(x)
+    _, h, w = row.input_shape
+    divisor = avg_pool_divisor(h, w, layer.kernel, layer.stride, layer.padding, layer.ceil_mode,
+                               layer.count_include_pad)
+    area = layer.kernel[0] * layer.kernel[1]
+    if np.any(divisor != area):
+        out = ctx.helper(path, "divisor", ConstantScale, area / divisor)(out)
+    return out
+
+
+def _adaptive_avgpool2d(layer, row, x, path, ctx):
+    return ctx.main(path, AdaptiveAvgPool2D(layer.output_size, name=layer_name(path), dtype=DTYPE))(x)
+
+
+def _global_avgpool(layer, row, x, path, ctx):
+    pool = keras.layers.GlobalAveragePooling2D(data_format=DATA_FORMAT, name=layer_name(path), dtype=DTYPE)
+    return ctx.main(path, pool)(x)
+
+
+def _flatten(layer, row, x, path, ctx):
+    out = ctx.main(path, keras.layers.Flatten(data_format=DATA_FORMAT, name=layer_name(path), dtype=DTYPE))(x)
+    if len(row.input_shape) == 3:
+        ctx.set_hwc_flat(out, row.input_shape)
+    return out
+
+
+def _dense(layer, row, x, path, ctx):
+    dense = keras.layers.Dense(layer.out_features, use_bias=layer.bias, name=layer_name(path), dtype=DTYPE)
+    return ctx.main(path, dense)(x)
+
+
+def _dropout(layer, row, x, path, ctx):
+    return ctx.main(path, keras.layers.Dropout(layer.p, name=layer_name(path), dtype=DTYPE))(x)
+
+
+def _sequence(layer, row, x, path, ctx):
+    children = layer.children()
+    if not children:
+        return _identity(path, ctx, x)
+    for relative, child in children:
+        x = ctx.child(path, relative, child, x)
+    ctx.main(path, [ctx.record.layers[child_path(path, relative)] for relative, _ in children])
+    return x
+
+
+def _concat_branches(layer, row, x, path, ctx):
+    outs = [ctx.child(path, relative, child, x) for relative, child in layer.children()]
+    concat = keras.layers.Concatenate(axis=-1, name=layer_name(path), dtype=DTYPE)
+    return ctx.main(path, concat)(outs)
+
+
+def _residual(layer, row, x, path, ctx):
+    body = ctx.child(path, "body", layer.body, x)
+    skip = x if layer.shortcut is None else ctx.child(path, "shortcut", layer.shortcut, x)
+    layouts = (ctx.hwc_flat(body), ctx.hwc_flat(skip))
+    if layouts[0] != layouts[1]:
+        # Flat operands in different feature orders: add them in PyTorch's order.
+        body = body if layouts[0] is None else ctx.to_chw_flat(path, "body", body)
+        skip = skip if layouts[1] is None else ctx.to_chw_flat(path, "shortcut", skip)
+    out = ctx.main(path, keras.layers.Add(name=layer_name(path), dtype=DTYPE))([body, skip])
+    if layouts[0] == layouts[1]:
+        ctx.set_hwc_flat(out, layouts[0])
+    return out
+
+
+def _dense_concat(layer, row, x, path, ctx):
+    concats = []
+    for i, (relative, child) in enumerate(layer.children()):
+        out = ctx.child(path, relative, child, x)
+        concats.append(keras.layers.Concatenate(axis=-1, name=layer_name(path, f"concat{i}"), dtype=DTYPE))
+        x = concats[-1]([x, out])
+    if not concats:
+        return _identity(path, ctx, x)
+    ctx.main(path, concats)
+    return x
+
+
+LAYER_BUILDERS: dict[str, Builder] = {
+    "conv2d": _conv2d,
+    "batchnorm": _batchnorm,
+    "activation": _activation,
+    "maxpool2d": _maxpool2d,
+    "avgpool2d": _avgpool2d,
+    "adaptive_avgpool2d": _adaptive_avgpool2d,
+    "global_avgpool": _global_avgpool,
+    "flatten": _flatten,
+    "dense": _dense,
+    "dropout": _dropout,
+    "sequence": _sequence,
+    "concat_branches": _concat_branches,
+    "residual": _residual,
+    "dense_concat": _dense_concat,
+}
+"""``builder(layer, row, x, path, ctx) -> output tensor``: ``x`` is the layer's NHWC (or
+flat) input tensor and ``ctx.child(path, relative, child, x)`` builds a child layer."""
+
+
+# ---------------------------------------------------------------------------------------
+# Devices
+# ---------------------------------------------------------------------------------------
+
+def _gpu_visible() -> tuple[bool, str]:
+    name = _backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+        return bool(tf.config.list_physical_devices("GPU")), "tf.config.list_physical_devices('GPU') is empty"
+    if name == "jax":
+        import jax
+        try:
+            return bool(jax.devices("gpu")), "jax.devices('gpu') is empty"
+        except RuntimeError as error:
+            return False, f"jax.devices('gpu') failed: {error}"
+    if name == "torch":
+        import torch
+        return torch.cuda.is_available(), "torch.cuda.is_available() is False"
+    return False, f"netparity does not know how to find a GPU on the {name!r} Keras backend"
+
+
+def keras_device(device: str) -> str:
+    """The ``keras.device`` name for a netparity device; raises BackendError when absent."""
+    check_device(device, NAME)
+    if device == "gpu":
+        visible, why = _gpu_visible()
+        if not visible:
+            raise BackendError(f"keras: device 'gpu' was asked for but the {_backend()} Keras backend "
+                               f"sees no GPU ({why})")
+        return "gpu:0"
+    # Not "cpu:0": on the torch Keras backend a variable created under "cpu:0" is copied
+    # off its torch Parameter ("cpu:0" != "cpu" to torch), and int variables such as
+    # Dropout's seed then fail to build ("Only Tensors of floating point ... gradients").
+    return "cpu"
+
+
+def _scope(record: BuildRecord):
+    return keras.device(keras_device(record.device))
+
+
+def build(spec, device: str = "cpu") -> "keras.Model":
+    """A functional, channels_last ``keras.Model`` taking (N, H, W, C) float32."""
+    target = keras_device(device)
+    record = BuildRecord(spec, spec.infer(), device)
+    ctx = BuildContext(record)
+    c, h, w = record.inference.input_shape
+    with keras.device(target):
+        x = inputs = keras.Input(shape=(h, w, c), dtype=DTYPE, name="input")
+        for i, block in enumerate(spec.blocks):
+            x = ctx.build(f"blocks[{i}]", block, x)
+        model = keras.Model(inputs, x, name=layer_name(spec.name) or "netparity")
+    last = f"blocks[{len(spec.blocks) - 1}]"
+    record.extra["output_hwc_flat"] = record.extra["hwc_flat"].get(last)
+    # A plain object: Keras' attribute tracking passes it through untouched (no layers or
+    # variables are found in it), so it adds nothing to model.weights or the config.
+    setattr(model, RECORD_ATTRIBUTE, record)
+    return model
+
+
+# ---------------------------------------------------------------------------------------
+# Layouts between PyTorch's (canonical) and Keras'
+# ---------------------------------------------------------------------------------------
+
+def _to_nhwc(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def _to_canonical(out: np.ndarray, hwc_flat: Chw | None) -> np.ndarray:
+    """A Keras output in PyTorch's layout: NHWC -> NCHW, (H, W, C) flat -> (C, H, W) flat."""
+    if out.ndim == 4:
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    if out.ndim == 2 and hwc_flat is not None:
+        c, h, w = hwc_flat
+        return np.ascontiguousarray(out.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(out.shape[0], -1))
+    return out
+
+
+def _to_keras(value: np.ndarray, hwc_flat: Chw | None) -> np.ndarray:
+    """The inverse of ``_to_canonical`` (for upstream gradients)."""
+    if value.ndim == 4:
+        return _to_nhwc(value)
+    if value.ndim == 2 and hwc_flat is not None:
+        c, h, w = hwc_flat
+        return np.ascontiguousarray(value.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(value.shape[0], -1))
+    return value
+
+
+def _vector_to_keras(value: np.ndarray, chw: Chw | None) -> np.ndarray:
+    if chw is None:
+        return value
+    c, h, w = chw
+    return value.reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+
+
+def _vector_to_canonical(value: np.ndarray, chw: Chw | None) -> np.ndarray:
+    if chw is None:
+        return value
+    c, h, w = chw
+    return value.reshape(h, w, c).transpose(2, 0, 1).reshape(-1)
+
+
+def _weight_to_keras(kind: str, name: str, value: np.ndarray, chw: Chw | None) -> np.ndarray:
+    if kind == "conv2d" and name == "weight":
+        return value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+    if kind == "dense" and name == "weight":
+        if chw is None:
+            return value.T  # (out, in) -> (in, out)
+        c, h, w = chw
+        return value.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1)
+    if kind == "batchnorm":  # per-feature vectors follow the input's feature order
+        return _vector_to_keras(value, chw)
+    return value
+
+
+def _weight_to_canonical(kind: str, name: str, value: np.ndarray, chw: Chw | None) -> np.ndarray:
+    if kind == "conv2d" and name == "weight":
+        return value.transpose(3, 2, 0, 1)  # HWIO -> OIHW
+    if kind == "dense" and name == "weight":
+        if chw is None:
+            return value.T
+        c, h, w = chw
+        return value.reshape(h, w, c, -1).transpose(3, 2, 0, 1).reshape(-1, c * h * w)
+    if kind == "batchnorm":
+        return _vector_to_canonical(value, chw)
+    return value
+
+
+# Canonical (PyTorch) parameter names -> Keras variable names, per kind.
+KERAS_NAMES = {
+    "conv2d": {"weight": "kernel", "bias": "bias"},
+    "dense": {"weight": "kernel", "bias": "bias"},
+    "batchnorm": {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
+                  "running_var": "moving_variance"},
+}
+
+
+def _variables(record: BuildRecord, row: Row, names) -> dict[str, Any]:
+    native = record.layers[row.path]
+    by_name = {v.name: v for v in native.weights}
+    mapping = KERAS_NAMES[row.kind]
+    try:
+        return {name: by_name[mapping[name]] for name in names}
+    except KeyError as error:
+        raise BackendError(f"keras: layer {native.name} ({row.path}) has no variable {error.args[0]!r}; "
+                           f"it has {', '.join(by_name)}") from None
+
+
+def get_weights(model) -> dict[str, np.ndarray]:
+    record = record_of(model, NAME)
+    layouts = record.extra["input_hwc_flat"]
+    weights = {}
+    for row, named in parameter_rows(record):
+        for name, variable in _variables(record, row, named).items():
+            value = np.array(ops.convert_to_numpy(variable.value), dtype=np.float32)
+            weights[f"{row.path}.{name}"] = np.ascontiguousarray(
+                _weight_to_canonical(row.kind, name, value, layouts.get(row.path)))
+    return weights
+
+
+def set_weights(model, weights: dict[str, np.ndarray]) -> None:
+    record = record_of(model, NAME)
+    check_weights(weights, record, NAME)
+    layouts = record.extra["input_hwc_flat"]
+    with _scope(record):
+        for row, named in parameter_rows(record):
+            for name, variable in _variables(record, row, named).items():
+                value = np.asarray(weights[f"{row.path}.{name}"], dtype=np.float32)
+                variable.assign(np.ascontiguousarray(
+                    _weight_to_keras(row.kind, name, value, layouts.get(row.path))))
+
+
+# ---------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------
+
+def _numpy(tensor) -> np.ndarray:
+    return np.asarray(ops.convert_to_numpy(tensor))
+
+
+def forward(model, x, training: bool = False) -> np.ndarray:
+    """NCHW in; the output in PyTorch's layout."""
+    record = record_of(model, NAME)
+    batch = _to_nhwc(as_input(x, record, NAME))
+    with _scope(record):
+        out = model(ops.convert_to_tensor(batch), training=training)
+    return _to_canonical(_numpy(out), record.extra["output_hwc_flat"])
+
+
+def _layer_model(model, record: BuildRecord):
+    """A model over the same layers whose outputs are every path's tensor (built once)."""
+    cached = record.extra.get("layer_model")
+    if cached is None:
+        tensors, paths = [], {}
+        for path, tensor in record.extra["tensors"].items():
+            index = next((i for i, t in enumerate(tensors) if t is tensor), None)
+            if index is None:  # a sequence shares its last child's tensor
+                index = len(tensors)
+                tensors.append(tensor)
+            paths[path] = index
+        with _scope(record):
+            probe = keras.Model(model.inputs, tensors, name=f"{model.name}_layers")
+        cached = record.extra["layer_model"] = (probe, paths)
+    return cached
+
+
+def forward_layers(model, x, training: bool = False) -> dict[str, np.ndarray]:
+    """The output of every layer and block, by spec path, in PyTorch's layout."""
+    record = record_of(model, NAME)
+    probe, paths = _layer_model(model, record)
+    batch = _to_nhwc(as_input(x, record, NAME))
+    with _scope(record):
+        outs = probe(ops.convert_to_tensor(batch), training=training)
+    outs = [_numpy(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+    layouts = record.extra["hwc_flat"]
+    return {path: _to_canonical(outs[i], layouts.get(path)) for path, i in paths.items()}
+
+
+def input_gradient(model, x, upstream, training: bool = False) -> np.ndarray:
+    """d(sum(model(x) * upstream)) / dx, NCHW; ``upstream`` is in the output's canonical layout."""
+    record = record_of(model, NAME)
+    batch = _to_nhwc(as_input(x, record, NAME))
+    upstream = np.asarray(upstream, dtype=np.float32)
+    expected = (batch.shape[0], *record.inference.output_shape)
+    if upstream.shape != expected:
+        raise BackendError(f"keras: upstream gradient of shape {upstream.shape} does not match the "
+                           f"output shape {expected}")
+    upstream = _to_keras(upstream, record.extra["output_hwc_flat"])
+    name = _backend()
+    with _scope(record):
+        if name == "tensorflow":
+            grad = _gradient_tensorflow(model, batch, upstream, training)
+        elif name == "jax":
+            grad = _gradient_jax(model, batch, upstream, training)
+        elif name == "torch":
+            grad = _gradient_torch(model, batch, upstream, training)
+        else:
+            raise BackendError(f"keras: input_gradient is not implemented for the {name!r} Keras backend")
+    return np.ascontiguousarray(_numpy(grad).transpose(0, 3, 1, 2))
+
+
+def _gradient_tensorflow(model, batch, upstream, training):
+    import tensorflow as tf
+    x = tf.convert_to_tensor(batch)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(model(x, training=training) * tf.convert_to_tensor(upstream))
+    return tape.gradient(loss, x)
+
+
+def _gradient_jax(model, batch, upstream, training):
+    import jax
+    import jax.numpy as jnp
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    up = jnp.asarray(upstream)
+
+    def loss(x):
+        out, updated = model.stateless_call(trainable, non_trainable, x, training=training)
+        return jnp.sum(out * up), updated
+
+    grad, updated = jax.grad(loss, has_aux=True)(jnp.asarray(batch))
+    # A train-mode forward moves BatchNorm statistics in PyTorch; do the same here.
+    for variable, value in zip(model.non_trainable_variables, updated):
+        variable.assign(value)
+    return grad
+
+
+def _gradient_torch(model, batch, upstream, training):
+    import torch
+    x = ops.convert_to_tensor(batch).detach().requires_grad_(True)
+    loss = (model(x, training=training) * ops.convert_to_tensor(upstream)).sum()
+    (grad,) = torch.autograd.grad(loss, x)  # leaves the weights' .grad untouched
+    return grad.detach()
+
+
+def parameter_counts(model) -> dict[str, tuple[int, int]]:
+    """Per parameterised layer, as Keras counts it: (trainable, non-trainable) variable sizes."""
+    record = record_of(model, NAME)
+    counts = {}
+    for row, _ in parameter_rows(record):
+        native = record.layers[row.path]
+        counts[row.path] = (sum(int(np.prod(v.shape)) for v in native.trainable_weights),
+                            sum(int(np.prod(v.shape)) for v in native.non_trainable_weights))
+    return counts
