@@ -260,7 +260,7 @@ def _check_counts(result, name, inference, counts):
 def _compare_pair(a, b, inference, outputs, gradients, last, rtol) -> PairReport:
     first = first_rel = worst = None
     worst_rel = 0.0
-    for row in inference.rows:
+    for row in inference.execution_order():
         if row.path not in outputs[a] or row.path not in outputs[b]:
             continue
         _, rel = relative_error(outputs[a][row.path], outputs[b][row.path])

@@ -37,6 +37,20 @@ class Inference:
     def leaves(self) -> list[Row]:
         return [r for r in self.rows if not isinstance(r.layer, Block)]
 
+    def execution_order(self) -> list[Row]:
+        """Rows in the order their outputs are computed: a block after everything inside it."""
+        ordered: list[Row] = []
+        open_blocks: list[Row] = []
+        for r in self.rows:
+            while open_blocks and not r.path.startswith(open_blocks[-1].path + "."):
+                ordered.append(open_blocks.pop())
+            if isinstance(r.layer, Block):
+                open_blocks.append(r)
+            else:
+                ordered.append(r)
+        ordered.extend(reversed(open_blocks))
+        return ordered
+
     def row(self, path: str) -> Row:
         for r in self.rows:
             if r.path == path:

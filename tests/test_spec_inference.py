@@ -85,6 +85,14 @@ def test_block_counts_are_sums_of_their_layers():
             assert row.parameters == sum(r.parameters for r in inside)
 
 
+def test_execution_order_puts_blocks_after_their_layers():
+    order = [r.path for r in zoo.get("resnet18").infer().execution_order()]
+    assert len(order) == len(set(order)) == len(zoo.get("resnet18").infer().rows)
+    assert order.index("blocks[1].layers[0].body.layers[4]") < order.index("blocks[1].layers[0].body") \
+        < order.index("blocks[1].layers[0]") < order.index("blocks[1].layers[1]") < order.index("blocks[1]")
+    assert order[-1] == "blocks[6]"
+
+
 def test_weight_layout_matches_counts():
     for name in ZOO:
         inference = zoo.get(name).infer()
