@@ -65,12 +65,10 @@ class PairReport:
     worst_layer: str | None
     worst_layer_rel: float
     ok: bool
-    # Input gradients are discontinuous at ReLU and max-pool kinks: a pre-activation
-    # within float32 rounding of zero can take different branches in two frameworks
-    # (seen on VGG at 32 px: one value -8.9e-8 in PyTorch, +4.5e-8 in MXNet). When only
-    # the gradient disagrees, it is compared again on fresh inputs; a real bug
-    # disagrees on every draw, a kink does not.
+    gradient_l2_rel: float = 0.0  # ||a - b|| / ||b||
     gradient_redraw_rel: list[float] = field(default_factory=list)
+    gradient_sensitivity: float | None = None  # L2 move of a framework's own gradient under a tiny input nudge
+    gradient_verdict: str = "agree"  # agree | kinks | differ
     note: str = ""
 
 
@@ -138,7 +136,32 @@ def _spec_with_input(spec: Spec, input_shape) -> Spec:
     return Spec(spec.name, tuple(input_shape), spec.blocks, spec.description)
 
 
+# Input gradients are discontinuous where a ReLU input or a max-pool runner-up sits
+# within float32 rounding of the winner: two correct frameworks then take different
+# branches. Measured here: VGG-16 at 224 px, every layer's output equal to 1e-6, yet
+# PyTorch's and Keras' input gradients differ by L2 2.7e-2; nudging the input by
+# 1e-5 of itself moves PyTorch's own gradient by 2.3e-2 and Keras' by 1.6e-2, while
+# on LeNet (no such kinks) the same nudge moves it by 1.5e-6. So when only the
+# gradient disagrees: compare again on fresh inputs (kinks are rare on small nets);
+# if it still disagrees, accept it as kinks only when the difference is within
+# KINK_FACTOR times what the input nudge does to each framework's own gradient.
 GRADIENT_REDRAWS = 2
+NUDGE = 1e-5
+KINK_FACTOR = 2.0
+
+
+def judge_gradients(l2_rel: float, redraw_rels: list[float], sensitivity: float | None,
+                    rtol: float) -> tuple[str, str]:
+    """(verdict, note) for a pair whose outputs agree but whose first-draw gradients do not."""
+    if redraw_rels and all(rel <= rtol for rel in redraw_rels):
+        return "kinks", (f"input gradients disagreed on the first draw only, agreed on {len(redraw_rels)} "
+                         "fresh draws: a ReLU/max-pool kink that float32 rounding sent different ways")
+    if sensitivity is not None and l2_rel <= KINK_FACTOR * sensitivity:
+        return "kinks", (f"input gradients differ by L2 {l2_rel:.1e} while every layer's output agrees; a "
+                         f"{NUDGE:g} relative nudge of the input moves a framework's own gradient by L2 "
+                         f"{sensitivity:.1e}: max-pool/ReLU near-ties that float32 rounding sends different ways")
+    return "differ", (f"input gradients differ on every draw (L2 {l2_rel:.1e}) beyond what kinks explain "
+                      f"(own-gradient sensitivity {sensitivity if sensitivity is not None else float('nan'):.1e})")
 
 
 @dataclass
@@ -212,30 +235,32 @@ def check_parity(spec, frameworks=BACKEND_NAMES, input_shape=None, batch: int = 
     for a, b in itertools.combinations(outputs, 2):
         pair = _compare_pair(a, b, inference, outputs, gradients, last, rtol)
         if not pair.ok and pair.first_divergence is None and pair.output_max_rel <= rtol:
-            _redraw_gradients(pair, models, draws, rtol)
+            _recheck_gradients(pair, models, draws, rtol)
         result.pairs.append(pair)
     return result
 
 
-def _redraw_gradients(pair: PairReport, models, draws: _Draws, rtol: float) -> None:
-    cache = {}
-
-    def gradient(name, index):
-        if (name, index) not in cache:
-            backend, model = models[name]
-            cache[name, index] = backend.input_gradient(model, *draws[index])
-        return cache[name, index]
+def _recheck_gradients(pair: PairReport, models, draws: _Draws, rtol: float) -> None:
+    def gradient(name, x, upstream):
+        backend, model = models[name]
+        return backend.input_gradient(model, x, upstream)
 
     for index in range(1, GRADIENT_REDRAWS + 1):
-        _, rel = relative_error(gradient(pair.a, index), gradient(pair.b, index))
+        _, rel = relative_error(gradient(pair.a, *draws[index]), gradient(pair.b, *draws[index]))
         pair.gradient_redraw_rel.append(rel)
         if rel > rtol:
-            pair.note = f"input gradients disagree on {index + 1} input draws: not a kink"
-            return
-    pair.ok = True
-    pair.note = (f"input gradients disagreed on the first draw only (rel {pair.gradient_max_rel:.1e}), agreed "
-                 f"on {GRADIENT_REDRAWS} fresh draws: a ReLU/max-pool kink that float32 rounding "
-                 "sent different ways")
+            break
+    else:
+        pair.gradient_verdict, pair.note = judge_gradients(pair.gradient_l2_rel, pair.gradient_redraw_rel, None, rtol)
+        pair.ok = True
+        return
+    x, upstream = draws[0]
+    nudged = x + (NUDGE * np.abs(x) * draws.rng.standard_normal(x.shape)).astype(np.float32)
+    pair.gradient_sensitivity = max(_l2_rel(gradient(name, nudged, upstream), gradient(name, x, upstream))
+                                    for name in (pair.a, pair.b))
+    pair.gradient_verdict, pair.note = judge_gradients(pair.gradient_l2_rel, pair.gradient_redraw_rel,
+                                                       pair.gradient_sensitivity, rtol)
+    pair.ok = pair.gradient_verdict == "kinks"
 
 
 def _check_shapes(result, name, inference, layers, batch):
@@ -270,5 +295,17 @@ def _compare_pair(a, b, inference, outputs, gradients, last, rtol) -> PairReport
             first, first_rel = row.path, rel
     out_abs, out_rel = relative_error(outputs[a].get(last, np.array([])), outputs[b].get(last, np.array([])))
     grad_abs, grad_rel = relative_error(gradients[a], gradients[b])
+    l2_rel = _l2_rel(gradients[a], gradients[b])
     ok = first is None and out_rel <= rtol and grad_rel <= rtol
-    return PairReport(a, b, out_abs, out_rel, grad_abs, grad_rel, first, first_rel, worst, worst_rel, ok)
+    return PairReport(a, b, out_abs, out_rel, grad_abs, grad_rel, first, first_rel, worst, worst_rel, ok,
+                      gradient_l2_rel=l2_rel,
+                      gradient_verdict="agree" if grad_rel <= rtol else "differ")
+
+
+def _l2_rel(a: np.ndarray, b: np.ndarray) -> float:
+    """||a - b|| / ||b||, in float64."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), np.finfo(np.float32).tiny))

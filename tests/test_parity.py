@@ -74,11 +74,25 @@ def test_a_wrong_input_gradient_is_not_excused_as_a_kink(monkeypatch):
     frameworks = installed_or_skip()
     backend = get_backend(frameworks[-1])
     honest = backend.input_gradient
-    monkeypatch.setattr(backend, "input_gradient", lambda *args, **kw: honest(*args, **kw) * np.float32(1.001))
+    # 10% everywhere: beyond the kink budget (L2 <= 5% on a minority of entries), as
+    # backward-only bugs are (MXNet's eval-mode BatchNorm gradient was off by 2.4).
+    monkeypatch.setattr(backend, "input_gradient", lambda *args, **kw: honest(*args, **kw) * np.float32(1.1))
     result = check_parity("lenet", frameworks)
     bad = [p for p in result.pairs if frameworks[-1] in (p.a, p.b)]
     assert bad and not any(p.ok for p in bad) and not result.ok
-    assert all(p.first_divergence is None and "not a kink" in p.note for p in bad)
+    assert all(p.first_divergence is None and p.gradient_verdict == "differ" for p in bad)
+
+
+def test_judge_gradients_separates_kinks_from_errors():
+    from netparity.compare.parity import judge_gradients
+
+    # agreed on fresh draws: a kink on the first draw
+    assert judge_gradients(3e-2, [1e-6, 2e-6], None, 1e-4)[0] == "kinks"
+    # disagrees on a fresh draw too, but the input sits on kinks (own gradient moves as much)
+    assert judge_gradients(2.7e-2, [5e-2], 2.3e-2, 1e-4)[0] == "kinks"
+    # a smooth net (own gradient moves 1.5e-6) with a 1e-2 difference: an error
+    verdict, note = judge_gradients(1e-2, [1e-2], 1.5e-6, 1e-4)
+    assert verdict == "differ" and "beyond what kinks explain" in note
 
 
 def test_missing_framework_is_a_note_not_a_crash(monkeypatch):
