@@ -27,6 +27,17 @@ from ..spec.files import write_atomic
 from .parity import check_parity
 
 
+def gradient_summary(pairs) -> str:
+    verdicts = {p.gradient_verdict for p in pairs}
+    if "differ" in verdicts:
+        return "differ"
+    kinked = [p for p in pairs if p.gradient_verdict == "kinks"]
+    if kinked:
+        return (f"kinks (L2 {max(p.gradient_l2_rel for p in kinked):.1e}, own sensitivity "
+                f"{max(p.gradient_sensitivity or 0.0 for p in kinked):.1e})")
+    return "agree"
+
+
 def time_cli(model: str, repeats: int) -> list[float]:
     command = [shutil.which("netparity") or "netparity", "check", model]
     times = []
@@ -55,9 +66,9 @@ def main(argv=None) -> int:
              f"batch 2, seed 0, rtol 1e-4 (max|a-b| / max|b| per layer), eval mode, float32. "
              f"Produced by `python -m netparity.compare.check_zoo`.",
              ""]
-    header = "| model | input | parameters | parity | worst output rel | worst input-grad rel | " + \
+    header = "| model | input | parameters | parity | worst output rel | worst input-grad rel | input gradients | " + \
              " | ".join(f"{f} s" for f in frameworks) + " |"
-    lines += [header, "|" + "---|" * (6 + len(frameworks))]
+    lines += [header, "|" + "---|" * (7 + len(frameworks))]
     versions = {}
     failures = 0
     for name in args.models:
@@ -66,12 +77,17 @@ def main(argv=None) -> int:
         out_rel = max((p.output_max_rel for p in result.pairs), default=float("nan"))
         grad_rel = max((p.gradient_max_rel for p in result.pairs), default=float("nan"))
         seconds = {r.framework: r.seconds for r in result.runs}
+        verdict = gradient_summary(result.pairs)
         failures += not result.ok
         lines.append(f"| {name} | {'x'.join(map(str, result.input_shape))} | {result.spec_parameters:,} | "
-                     f"{'ok' if result.ok else 'FAIL'} | {out_rel:.1e} | {grad_rel:.1e} | "
+                     f"{'ok' if result.ok else 'FAIL'} | {out_rel:.1e} | {grad_rel:.1e} | {verdict} | "
                      + " | ".join(f"{seconds.get(f, float('nan')):.1f}" for f in frameworks) + " |")
         print(lines[-1], flush=True)
     lines += ["", "Seconds per framework: build, load weights, capture every layer's output, input gradient.",
+              "", "Input gradients: 'agree' within rtol; 'kinks' where they differ while every layer's output "
+              "agrees and the difference (L2) is within twice what a 1e-5 relative nudge of the input does to "
+              "each framework's own gradient: max-pool/ReLU near-ties decided by float32 rounding (see "
+              "framework-differences.md).",
               "", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + f", Python {platform.python_version()}."]
     if args.time_cli:
         times = time_cli(args.time_cli, args.repeats)
