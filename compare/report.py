@@ -298,8 +298,8 @@ def _step_fact(results: dict, divergence: dict, several_seeds: bool) -> str:
     within = f"within float32 noise ({noise:.0e})" if _finite(noise) else "within float32 noise"
     diverging = [p for p in pairs if p.get("first_divergent_step") is not None]
     if not diverging:
-        compared = min(_compared_steps(results, p["a"], p["b"], p.get("seed")) for p in pairs)
-        return f"step losses identical {within} at every step ({compared} compared)"
+        compared = [n for n in (_compared_steps(results, p["a"], p["b"], p.get("seed")) for p in pairs) if n]
+        return f"step losses identical {within} at every step" + (f" ({min(compared)} compared)" if compared else "")
     first = min(diverging, key=lambda p: p["first_divergent_step"])
     step = first["first_divergent_step"]
     if step == 0:
@@ -492,7 +492,7 @@ def _divergence_section(results: dict, several_seeds: bool) -> list[Block]:
             previous = pair
             rows.append([shown, *([str(p.get("seed"))] if several_seeds else []),
                          _fmt(p.get("max_step_loss_diff"), ".2e"), _fmt(p.get("mean_step_loss_diff"), ".2e"),
-                         str(first) if first is not None else f"none in {compared}",
+                         str(first) if first is not None else f"none in {compared}" if compared else "none",
                          _points(p.get("final_test_acc_diff"), signed=True)])
         headers = ["pair", *(["seed"] if several_seeds else []), "max |Δ loss|", "mean |Δ loss|",
                    "first step beyond noise", "final test acc Δ (points)"]
@@ -556,6 +556,8 @@ def _failures_section(results: dict, several_seeds: bool) -> list[Block]:
         if run.get("status") == "nan":
             step = plots.nan_step(run)
             where = f"the loss became NaN at step {step}" + (f" (epoch {step // per_epoch + 1})" if per_epoch else "")
+        elif run.get("status") == "not started":
+            where = "not started"
         elif not steps:
             where = f"{_status_word(run)} before its first step"
         else:
