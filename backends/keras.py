@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..compare import lockstep
 from ..spec.layers import Layer, Row
 from ..spec.pooling import adaptive_pool_matrix, avg_pool_divisor, pool_padding
 from .common import (BackendError, BuildRecord, RECORD_ATTRIBUTE, as_input, check_device, check_weights,
@@ -155,6 +156,47 @@ class AdaptiveAvgPool2D(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "output_size": self.output_size}
+
+
+class MaskSlot:
+    """Where ``train_step`` puts one dropout layer's mask while it runs. A plain object, so
+    Keras' attribute tracking leaves it alone; it holds a tensor only during a step (or
+    while a tf.function traces one, when the tensor is the traced argument)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self):
+        self.value = None
+
+
+@keras.saving.register_keras_serializable(package="netparity")
+class MaskedDropout(keras.layers.Layer):
+    """Dropout whose mask comes from outside (``lockstep_dropout=True``).
+
+    With ``training=True`` the input is multiplied by the mask in ``self.slot``
+    (NHWC, or the input's flat feature order; 0 or 1/(1-p)); otherwise it is the
+    identity, like keras Dropout. The mask is an argument of the traced train
+    step, not a variable, so batch sizes may change between steps.
+    """
+
+    def __init__(self, rate: float, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        self.slot = MaskSlot()
+
+    def call(self, x, training=None):
+        if not training:
+            return x
+        if self.slot.value is None:
+            raise BackendError("keras: a lockstep_dropout model ran in training mode without a dropout mask; "
+                               "train it with train_step(..., dropout_masks=...)")
+        return x * ops.cast(self.slot.value, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
 
 
 # ---------------------------------------------------------------------------------------
@@ -309,6 +351,8 @@ def _dense(layer, row, x, path, ctx):
 
 
 def _dropout(layer, row, x, path, ctx):
+    if ctx.record.extra.get("lockstep_dropout"):
+        return ctx.main(path, MaskedDropout(layer.p, name=layer_name(path), dtype=DTYPE))(x)
     return ctx.main(path, keras.layers.Dropout(layer.p, name=layer_name(path), dtype=DTYPE))(x)
 
 
@@ -414,11 +458,14 @@ def _scope(record: BuildRecord):
     return keras.device(keras_device(record.device))
 
 
-def build(spec, device: str = "cpu") -> "keras.Model":
-    """A functional, channels_last ``keras.Model`` taking (N, H, W, C) float32."""
+def build(spec, device: str = "cpu", lockstep_dropout: bool = False) -> "keras.Model":
+    """A functional, channels_last ``keras.Model`` taking (N, H, W, C) float32.
+    ``lockstep_dropout=True``: every dropout layer multiplies by a mask given to
+    ``train_step`` instead of drawing its own."""
     target = keras_device(device)
     record = BuildRecord(spec, spec.infer(), device)
     ctx = BuildContext(record)
+    record.extra["lockstep_dropout"] = bool(lockstep_dropout)
     c, h, w = record.inference.input_shape
     with keras.device(target):
         x = inputs = keras.Input(shape=(h, w, c), dtype=DTYPE, name="input")
@@ -658,3 +705,259 @@ def parameter_counts(model) -> dict[str, tuple[int, int]]:
         counts[row.path] = (sum(int(np.prod(v.shape)) for v in native.trainable_weights),
                             sum(int(np.prod(v.shape)) for v in native.non_trainable_weights))
     return counts
+
+
+# ---------------------------------------------------------------------------------------
+# Training: keras.optimizers.SGD made to follow PyTorch's SGD (docs/framework-differences.md 6, 6b, 7)
+# ---------------------------------------------------------------------------------------
+
+# Keras' SGD keeps m = momentum*m - lr*g and does p += m: m = -lr * (PyTorch's buf).
+STATE_FORM = "neg_lr_buf"
+
+
+class SGDOptimizer:
+    """A ``keras.optimizers.SGD`` (``native``, no weight_decay of its own) over the trainable
+    variables in canonical order; ``train_step`` adds ``weight_decay * p`` to the gradients."""
+
+    def __init__(self, model, native, keys, variables, momentum, weight_decay, lr):
+        self.model = model
+        self.native = native
+        self.keys = keys  # canonical key of variables[i] and of native.momentums[i]
+        self.variables = variables
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.lr = lr  # the Python float; native.learning_rate holds it as float32
+        self.steps = 0
+        self.compiled = None  # the traced train step (tensorflow), made on the first step
+
+
+def _trainable(record):
+    """(canonical key, row, name, variable) of every trainable weight, in canonical order."""
+    out = []
+    for row, _ in parameter_rows(record):
+        names = list(row.layer.parameter_shapes(row.input_shape))
+        for name, variable in _variables(record, row, names).items():
+            out.append((f"{row.path}.{name}", row, name, variable))
+    return out
+
+
+def make_optimizer(model, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> SGDOptimizer:
+    """PyTorch's SGD: buf = momentum*buf + (g + wd*p) (first buf = g + wd*p); p -= lr*buf.
+
+    ``keras.optimizers.SGD(lr, momentum)`` without its weight_decay (which is decoupled:
+    p -= lr*wd*p outside the momentum); train_step adds wd*p to every gradient instead,
+    weights, biases and BatchNorm gamma/beta alike."""
+    record = record_of(model, NAME)
+    lr, momentum, weight_decay = lockstep.check_sgd(lr, momentum, weight_decay, NAME, BackendError)
+    entries = _trainable(record)
+    variables = [v for *_, v in entries]
+    if {id(v) for v in variables} != {id(v) for v in model.trainable_variables}:
+        raise BackendError("keras: the model's trainable variables are not the spec's trainable weights")
+    with _scope(record):
+        native = keras.optimizers.SGD(learning_rate=lr, momentum=momentum, nesterov=False)
+        native.build(variables)  # momentums[i] belongs to variables[i]
+    return SGDOptimizer(model, native, [k for k, *_ in entries], variables, momentum, weight_decay, lr)
+
+
+def _check_optimizer(model, optimizer) -> None:
+    if not isinstance(optimizer, SGDOptimizer):
+        raise BackendError(f"keras: expected an optimizer from make_optimizer, "
+                           f"got {type(optimizer).__name__}")
+    if optimizer.model is not model:
+        raise BackendError("keras: this optimizer was made for another model")
+
+
+def set_learning_rate(optimizer: SGDOptimizer, lr: float) -> None:
+    """Change lr with PyTorch's meaning. Keras keeps lr inside its momentum (m = -lr*buf),
+    so the momentums are rescaled by lr_new / lr_old (row 6b)."""
+    lr, _, _ = lockstep.check_sgd(lr, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
+    old = optimizer.lr
+    record = record_of(optimizer.model, NAME)
+    with _scope(record):
+        if lr != old:
+            for m in optimizer.native.momentums:
+                m.assign(lockstep.rescale_state(_numpy(m.value), lr / old))
+        optimizer.native.learning_rate = lr
+    optimizer.lr = lr
+
+
+def _output_order(record) -> np.ndarray | None:
+    """Indices that put (H, W, C)-flattened logits into PyTorch's (C, H, W) order."""
+    chw = record.extra["output_hwc_flat"]
+    if chw is None:
+        return None
+    c, h, w = chw
+    return np.arange(c * h * w).reshape(h, w, c).transpose(2, 0, 1).reshape(-1).astype(np.int32)
+
+
+def _mean_cross_entropy(logits, labels, order):
+    if order is not None:
+        logits = ops.take(logits, order, axis=1)
+    return ops.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+
+
+def _masked_layers(record) -> dict[str, MaskedDropout]:
+    return {path: layer for path, layer in record.layers.items() if isinstance(layer, MaskedDropout)}
+
+
+def _set_masks(layers, masks) -> None:
+    for path, layer in layers.items():
+        layer.slot.value = masks.get(path)
+
+
+def _with_decay(grads, variables, weight_decay):
+    if not weight_decay:
+        return list(grads)
+    return [g + weight_decay * v.value for g, v in zip(grads, variables)]
+
+
+def _tensorflow_step(model, optimizer, record):
+    import tensorflow as tf
+
+    layers = _masked_layers(record)
+    order = _output_order(record)
+    variables, native, weight_decay = optimizer.variables, optimizer.native, optimizer.weight_decay
+
+    # jit_compile=False: plain TensorFlow (Keras' 'auto' would pick XLA when a GPU is visible).
+    @tf.function(jit_compile=False, reduce_retracing=True)
+    def step(x, y, masks):
+        _set_masks(layers, masks)  # while tracing: the masks are this trace's arguments
+        try:
+            with tf.GradientTape() as tape:
+                loss = _mean_cross_entropy(model(x, training=True), y, order)
+        finally:
+            _set_masks(layers, {})
+        grads = tape.gradient(loss, variables)
+        native.apply(_with_decay(grads, variables, weight_decay), variables)
+        return loss
+
+    return step
+
+
+def _torch_step(model, optimizer, record, x, y, masks):
+    import torch
+
+    layers = _masked_layers(record)
+    _set_masks(layers, {path: ops.convert_to_tensor(m) for path, m in masks.items()})
+    try:
+        loss = _mean_cross_entropy(model(ops.convert_to_tensor(x), training=True), ops.convert_to_tensor(y),
+                                   _output_order(record))
+    finally:
+        _set_masks(layers, {})
+    grads = torch.autograd.grad(loss, [v.value for v in optimizer.variables])
+    with torch.no_grad():
+        grads = [g + optimizer.weight_decay * v.value for g, v in zip(grads, optimizer.variables)] \
+            if optimizer.weight_decay else list(grads)
+        optimizer.native.apply(grads, optimizer.variables)
+    return loss.detach()
+
+
+def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> float:
+    """One SGD step on a minibatch in training mode (batch-statistics BatchNorm, dropout on);
+    returns the mean softmax cross-entropy (from_logits=True) over the batch before the
+    update (NaN/inf as is). On the tensorflow Keras backend the step is a tf.function
+    (plain TensorFlow, no XLA), traced on the first call.
+
+    ``dropout_masks``: {dropout path: float32 (B, *output shape)} in PyTorch's layout,
+    required exactly when built with ``lockstep_dropout=True``; they are moved to NHWC,
+    and flat masks after an (H, W, C) flatten are permuted like the features."""
+    record = record_of(model, NAME)
+    _check_optimizer(model, optimizer)
+    batch = as_input(x, record, NAME)
+    if len(record.inference.output_shape) != 1:
+        raise BackendError(f"keras: training needs flat logits; spec {record.spec.name!r} outputs "
+                           f"{record.inference.output_shape}")
+    size = batch.shape[0]
+    labels = lockstep.check_labels(y, size, record.inference.output_shape[0], NAME, BackendError)
+    masks = lockstep.check_dropout_masks(record.inference, dropout_masks, size,
+                                         record.extra.get("lockstep_dropout", False), NAME, BackendError)
+    layouts = record.extra["hwc_flat"]
+    masks = {path: _to_keras(mask, layouts.get(path)) for path, mask in masks.items()}
+    batch = _to_nhwc(batch)
+    name = _backend()
+    with _scope(record):
+        if name == "tensorflow":
+            if optimizer.compiled is None:
+                optimizer.compiled = _tensorflow_step(model, optimizer, record)
+            loss = optimizer.compiled(ops.convert_to_tensor(batch), ops.convert_to_tensor(labels),
+                                      {p: ops.convert_to_tensor(m) for p, m in masks.items()})
+        elif name == "torch":
+            loss = _torch_step(model, optimizer, record, batch, labels, masks)
+        else:
+            raise BackendError(f"keras: train_step is implemented for the tensorflow and torch Keras "
+                               f"backends, not {name!r} (set KERAS_BACKEND)")
+    optimizer.steps += 1
+    return float(_numpy(loss))
+
+
+def seed_everything(seed: int) -> str:
+    """Seed Python, NumPy and the Keras backend (keras.utils.set_random_seed) and, on
+    tensorflow, turn on op determinism. Call it before build: Dropout layers take their
+    seeds when they are built. Returns what stays non-deterministic ("" if nothing is known)."""
+    keras.utils.set_random_seed(int(seed))
+    name = _backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+        tf.config.experimental.enable_op_determinism()
+        return ("keras: op determinism on (it changes float bits by ~1e-7 against it off); "
+                "bitwise only on the same thread settings")
+    if name == "torch":
+        import torch
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        return "keras (torch backend): bitwise only at a fixed thread count"
+    return f"keras: no determinism switch known for the {name!r} backend beyond the seed"
+
+
+def _dropout_seed_states(record) -> dict[str, Any]:
+    """The seed-generator state variable of every native Dropout layer, by path."""
+    return {path: layer.seed_generator.state for path, layer in record.layers.items()
+            if isinstance(layer, keras.layers.Dropout)}
+
+
+def save_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
+    """Weights (canonical), momentums (Keras' -lr*buf, canonical layout), lr and the
+    Dropout layers' seed states, in one .npz written atomically."""
+    record = record_of(model, NAME)
+    _check_optimizer(model, optimizer)
+    arrays = {f"weights/{k}": v for k, v in get_weights(model).items()}
+    layouts = record.extra["input_hwc_flat"]
+    entries = _trainable(record)
+    for (key, row, name, _), m in zip(entries, optimizer.native.momentums):
+        value = np.array(_numpy(m.value), dtype=np.float32)
+        arrays[f"state/{key}"] = np.ascontiguousarray(
+            _weight_to_canonical(row.kind, name, value, layouts.get(row.path)))
+    for layer_path, state in _dropout_seed_states(record).items():
+        arrays[f"rng/{layer_path}"] = _numpy(state.value)
+    meta = {"framework": NAME, "spec": record.spec.name, "lr": optimizer.lr, "momentum": optimizer.momentum,
+            "weight_decay": optimizer.weight_decay, "steps": optimizer.steps, "state_form": STATE_FORM,
+            "lockstep_dropout": record.extra.get("lockstep_dropout", False), "keras_backend": _backend()}
+    lockstep.write_checkpoint(path, meta, arrays)
+
+
+def load_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
+    """Restore a checkpoint so training continues exactly as if uninterrupted (bitwise, for
+    one written by this backend; other frameworks' momentum states are converted)."""
+    record = record_of(model, NAME)
+    _check_optimizer(model, optimizer)
+    meta, arrays = lockstep.read_checkpoint(path, NAME, BackendError)
+    lockstep.check_resume(meta, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
+    set_weights(model, lockstep.section(arrays, "weights"))
+    saved = lockstep.section(arrays, "state")
+    layouts = record.extra["input_hwc_flat"]
+    lr = float(meta["lr"])
+    with _scope(record):
+        for (key, row, name, _), m in zip(_trainable(record), optimizer.native.momentums):
+            value = saved.get(key)
+            value = np.zeros(m.shape, np.float32) if value is None else np.ascontiguousarray(_weight_to_keras(
+                row.kind, name, lockstep.convert_state(value, meta["state_form"], STATE_FORM, lr),
+                layouts.get(row.path)))
+            m.assign(value)
+        optimizer.native.learning_rate = lr
+        optimizer.native.iterations.assign(int(meta["steps"]))
+        if meta["framework"] == NAME:
+            rng = lockstep.section(arrays, "rng")
+            for layer_path, state in _dropout_seed_states(record).items():
+                if layer_path in rng:
+                    state.assign(rng[layer_path])
+    optimizer.lr = lr
+    optimizer.steps = int(meta["steps"])

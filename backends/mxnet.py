@@ -13,6 +13,7 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
+from ..compare import lockstep
 from ..spec.pooling import avg_pool_divisor, pool_padding
 from .common import (BackendError, BuildRecord, as_input, build_tree, check_device, check_weights,
                      parameter_rows, record_of, RECORD_ATTRIBUTE)
@@ -128,6 +129,35 @@ class CeilAvgPool(HybridBlock):
                                                 constant_value=0.0)), rescale)
 
 
+class MaskedDropout(HybridBlock):
+    """Dropout whose mask comes from outside (``lockstep_dropout=True``).
+
+    In training mode (under ``record(train_mode=True)``) the input is multiplied
+    by ``self.mask`` (0 or 1/(1-p), set by ``train_step``); otherwise it is the
+    identity, like nn.Dropout. Imperative only: a hybridized graph cannot read a
+    mask that changes every step, so train_step runs such models block by block.
+    """
+
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = rate
+        self.mask = None
+
+    def forward(self, x):
+        if not isinstance(x, mx.nd.NDArray):
+            raise BackendError("mxnet: a lockstep_dropout model cannot be hybridized (its dropout masks "
+                               "change every step); train it unhybridized")
+        if not autograd.is_training():
+            return x
+        if self.mask is None:
+            raise BackendError("mxnet: a lockstep_dropout model ran in training mode without a dropout mask; "
+                               "train it with train_step(..., dropout_masks=...)")
+        return x * self.mask
+
+    def hybrid_forward(self, F, x):  # never reached: forward above handles every call
+        raise BackendError("mxnet: MaskedDropout runs imperatively only")
+
+
 def _maxpool(layer, row, children):
     if layer.ceil_mode:
         return CeilMaxPool(layer.kernel, layer.stride, _pad_width(row, layer))
@@ -207,11 +237,17 @@ def mx_context(device: str):
     return mx.cpu()
 
 
-def build(spec, device: str = "cpu"):
+def build(spec, device: str = "cpu", lockstep_dropout: bool = False):
+    """A ``HybridSequential`` (not hybridized), initialised. ``lockstep_dropout=True``: every
+    dropout layer multiplies by a mask given to ``train_step`` instead of drawing its own."""
     context = mx_context(device)
     record = BuildRecord(spec, spec.infer(), device)
+    builders = LAYER_BUILDERS
+    if lockstep_dropout:
+        builders = {**LAYER_BUILDERS, "dropout": lambda layer, row, children: MaskedDropout(layer.p)}
+    record.extra["lockstep_dropout"] = bool(lockstep_dropout)
     model = nn.HybridSequential()
-    model.add(*build_tree(spec, LAYER_BUILDERS, record))
+    model.add(*build_tree(spec, builders, record))
     # Every layer knows its input size, so nothing is deferred: weights can be set at once.
     # Xavier is the canonical weights' distribution (Gluon's default is Uniform(0.07)).
     model.initialize(mx.init.Xavier(), ctx=context)
@@ -329,3 +365,167 @@ def parameter_counts(model) -> dict[str, tuple[int, int]]:
         stats = sum(int(np.prod(p.shape)) for p in params if p.grad_req == "null")
         counts[row.path] = (trainable, stats)
     return counts
+
+
+# ---------------------------------------------------------------------------------------
+# Training: Gluon's Trainer made to follow PyTorch's SGD (docs/framework-differences.md 6, 6b, 7)
+# ---------------------------------------------------------------------------------------
+
+# MXNet's sgd_mom_update keeps state = momentum*state - lr*(g/B + wd*p) and does p += state,
+# so state = -lr * (PyTorch's buf) while lr stays constant.
+STATE_FORM = "neg_lr_buf"
+
+
+class SGDOptimizer:
+    """A Gluon ``Trainer('sgd')`` (``native``) over the trainable weights in canonical order."""
+
+    def __init__(self, model, native, keys: list[str], momentum: float, weight_decay: float):
+        self.model = model
+        self.native = native
+        self.keys = keys  # canonical key of the Trainer's parameter i
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.steps = 0
+
+    @property
+    def lr(self) -> float:
+        return float(self.native.learning_rate)
+
+    def states(self) -> dict:
+        """Trainer index -> momentum NDArray (created lazily by the first step)."""
+        return self.native._updaters[0].states
+
+
+def _trainable(record) -> list[tuple[str, "mx.gluon.Parameter"]]:
+    """(canonical key, Parameter) of every trainable weight, in canonical order."""
+    pairs = []
+    for row, _ in parameter_rows(record):
+        pairs.extend(_native_parameters(record, row, row.layer.parameter_shapes(row.input_shape)))
+    return pairs
+
+
+def make_optimizer(model, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> SGDOptimizer:
+    """PyTorch's SGD: buf = momentum*buf + (g + wd*p) (first buf = g + wd*p); p -= lr*buf.
+
+    A ``gluon.Trainer('sgd', {learning_rate, momentum, wd})`` with no kvstore; train_step
+    sums per-sample losses and calls ``step(batch_size)`` so the gradient is the batch mean.
+    Weight decay is coupled and reaches every parameter: every wd_mult and lr_mult must be 1.
+    """
+    record = record_of(model, NAME)
+    lr, momentum, weight_decay = lockstep.check_sgd(lr, momentum, weight_decay, NAME, BackendError)
+    pairs = _trainable(record)
+    trainable = [p for p in model.collect_params().values() if p.grad_req != "null"]
+    if {id(p) for _, p in pairs} != {id(p) for p in trainable}:
+        raise BackendError("mxnet: the model's trainable parameters are not the spec's trainable weights")
+    odd = [key for key, p in pairs if p.wd_mult != 1.0 or p.lr_mult != 1.0]
+    if odd:
+        raise BackendError(f"mxnet: parameters with wd_mult or lr_mult other than 1 would not follow "
+                           f"PyTorch's SGD: {', '.join(odd[:3])}")
+    native = mx.gluon.Trainer([p for _, p in pairs], "sgd",
+                              {"learning_rate": lr, "momentum": momentum, "wd": weight_decay},
+                              kvstore=None)
+    return SGDOptimizer(model, native, [k for k, _ in pairs], momentum, weight_decay)
+
+
+def _check_optimizer(model, optimizer) -> None:
+    if not isinstance(optimizer, SGDOptimizer):
+        raise BackendError(f"mxnet: expected an optimizer from make_optimizer, "
+                           f"got {type(optimizer).__name__}")
+    if optimizer.model is not model:
+        raise BackendError("mxnet: this optimizer was made for another model")
+
+
+def set_learning_rate(optimizer: SGDOptimizer, lr: float) -> None:
+    """Change lr with PyTorch's meaning. MXNet keeps lr inside its momentum state, so the
+    state is rescaled by lr_new / lr_old (row 6b); without that the old lr would linger."""
+    lr, _, _ = lockstep.check_sgd(lr, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
+    old = optimizer.lr
+    if lr != old:
+        for state in optimizer.states().values():
+            if state is not None:
+                state[:] = mx.nd.array(lockstep.rescale_state(state.asnumpy(), lr / old),
+                                       ctx=state.context, dtype=state.dtype)
+    optimizer.native.set_learning_rate(lr)
+
+
+def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> float:
+    """One SGD step on a minibatch in training mode (batch-statistics BatchNorm, dropout on);
+    returns the mean softmax cross-entropy over the batch before the update (NaN/inf as is).
+
+    Per-sample ``SoftmaxCrossEntropyLoss`` (sparse labels), backward, ``step(batch_size)``.
+    Running statistics move once, in backward (row 1d). ``dropout_masks``: {dropout path:
+    float32 (B, *output shape)}, required exactly when built with ``lockstep_dropout=True``."""
+    record = record_of(model, NAME)
+    _check_optimizer(model, optimizer)
+    batch = as_input(x, record, NAME)
+    if len(record.inference.output_shape) != 1:
+        raise BackendError(f"mxnet: training needs flat logits; spec {record.spec.name!r} outputs "
+                           f"{record.inference.output_shape}")
+    size = batch.shape[0]
+    labels = lockstep.check_labels(y, size, record.inference.output_shape[0], NAME, BackendError)
+    lockstepped = record.extra.get("lockstep_dropout", False)
+    masks = lockstep.check_dropout_masks(record.inference, dropout_masks, size, lockstepped, NAME,
+                                         BackendError)
+    context = _context_of(model)
+    for path, mask in masks.items():
+        record.layers[path].mask = mx.nd.array(mask, ctx=context, dtype=np.float32)
+    data = mx.nd.array(batch, ctx=context, dtype=np.float32)
+    target = mx.nd.array(labels, ctx=context, dtype=np.float32)
+    criterion = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=True)  # per-sample, from logits
+    try:
+        with _imperative(model) if lockstepped else nullcontext(), autograd.record(train_mode=True):
+            loss = criterion(model(data), target)
+        loss.backward()
+        optimizer.native.step(size)
+        value = float(loss.mean().asscalar())
+    finally:
+        for path in masks:
+            record.layers[path].mask = None
+    optimizer.steps += 1
+    return value
+
+
+def seed_everything(seed: int) -> str:
+    """Seed MXNet's RNGs (every device). Call it before build. Returns what stays
+    non-deterministic ("" if nothing is known)."""
+    mx.random.seed(int(seed))
+    return ("mxnet: bitwise repeatable only at a fixed OMP_NUM_THREADS; its RNG state cannot be saved, "
+            "so native dropout after load_checkpoint draws other masks than an uninterrupted run")
+
+
+def save_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
+    """Weights (canonical), momentum state (MXNet's -lr*buf, canonical layout) and lr in one
+    .npz written atomically. MXNet's RNG state cannot be read, so it is not saved."""
+    record = record_of(model, NAME)
+    _check_optimizer(model, optimizer)
+    arrays = {f"weights/{k}": v for k, v in get_weights(model).items()}
+    states = optimizer.states()
+    for index, key in enumerate(optimizer.keys):
+        if states.get(index) is not None:
+            arrays[f"state/{key}"] = states[index].asnumpy()
+    meta = {"framework": NAME, "spec": record.spec.name, "lr": optimizer.lr, "momentum": optimizer.momentum,
+            "weight_decay": optimizer.weight_decay, "steps": optimizer.steps, "state_form": STATE_FORM,
+            "lockstep_dropout": record.extra.get("lockstep_dropout", False)}
+    lockstep.write_checkpoint(path, meta, arrays)
+
+
+def load_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
+    """Restore a checkpoint so training continues exactly as if uninterrupted (bitwise, for
+    one written by this backend, except native dropout masks; other frameworks' momentum
+    states are converted)."""
+    _check_optimizer(model, optimizer)
+    meta, arrays = lockstep.read_checkpoint(path, NAME, BackendError)
+    lockstep.check_resume(meta, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
+    set_weights(model, lockstep.section(arrays, "weights"))
+    saved = lockstep.section(arrays, "state")
+    context = _context_of(model)
+    updater = optimizer.native._updaters[0]
+    updater.states.clear()
+    updater.states_synced.clear()
+    for index, key in enumerate(optimizer.keys):
+        if key in saved:
+            value = lockstep.convert_state(saved[key], meta["state_form"], STATE_FORM, float(meta["lr"]))
+            updater.states[index] = mx.nd.array(value, ctx=context, dtype=np.float32)
+            updater.states_synced[index] = True
+    optimizer.native.set_learning_rate(float(meta["lr"]))
+    optimizer.steps = int(meta["steps"])

@@ -2,12 +2,16 @@
 
 The canonical weight layout is PyTorch's own, so weights move without
 transposes; ``num_batches_tracked`` is a counter, not a weight, and stays out.
+PyTorch's SGD is also the reference the other backends' training follows.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from ..compare import lockstep
 from .common import (BackendError, BuildRecord, as_input, build_tree, check_device, check_weights,
                      parameter_rows, record_of, RECORD_ATTRIBUTE)
 from .frameworks import import_torch
@@ -55,6 +59,30 @@ class DenseConcat(nn.Module):
         return x
 
 
+class MaskedDropout(nn.Module):
+    """Dropout whose mask comes from outside (``lockstep_dropout=True``).
+
+    In training mode the input is multiplied by ``self.mask`` (0 or 1/(1-p),
+    set by ``train_step``); in eval mode it is the identity, like nn.Dropout.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.mask = None  # a plain attribute: not a buffer, so not in state_dict
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        if self.mask is None:
+            raise BackendError("torch: a lockstep_dropout model ran in training mode without a dropout mask; "
+                               "train it with train_step(..., dropout_masks=...)")
+        return x * self.mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mask from outside"
+
+
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
 
@@ -96,10 +124,16 @@ def torch_device(device: str):
     return torch.device("cpu")
 
 
-def build(spec, device: str = "cpu") -> nn.Module:
+def build(spec, device: str = "cpu", lockstep_dropout: bool = False) -> nn.Module:
+    """An ``nn.Sequential`` in eval mode. ``lockstep_dropout=True``: every dropout layer
+    multiplies by a mask given to ``train_step`` instead of drawing its own."""
     target = torch_device(device)
     record = BuildRecord(spec, spec.infer(), device)
-    model = nn.Sequential(*build_tree(spec, LAYER_BUILDERS, record)).to(target)
+    builders = LAYER_BUILDERS
+    if lockstep_dropout:
+        builders = {**LAYER_BUILDERS, "dropout": lambda layer, row, children: MaskedDropout(layer.p)}
+    record.extra["lockstep_dropout"] = bool(lockstep_dropout)
+    model = nn.Sequential(*build_tree(spec, builders, record)).to(target)
     object.__setattr__(model, RECORD_ATTRIBUTE, record)  # a plain attribute, not a submodule
     model.eval()
     return model
@@ -182,3 +216,157 @@ def parameter_counts(model) -> dict[str, tuple[int, int]]:
         buffers = sum(b.numel() for n, b in module.named_buffers() if n != "num_batches_tracked")
         counts[row.path] = (sum(p.numel() for p in module.parameters()), buffers)
     return counts
+
+
+# ---------------------------------------------------------------------------------------
+# Training: PyTorch's own SGD and cross-entropy, the reference for the other backends
+# ---------------------------------------------------------------------------------------
+
+STATE_FORM = "buf"  # torch.optim.SGD keeps buf; p -= lr * buf
+
+
+class SGDOptimizer:
+    """``torch.optim.SGD`` (``native``) over the model's parameters in canonical order."""
+
+    def __init__(self, model, native, keys: list[str], momentum: float, weight_decay: float):
+        self.model = model
+        self.native = native
+        self.keys = keys  # canonical key of native.param_groups[0]["params"][i]
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.steps = 0
+
+    @property
+    def lr(self) -> float:
+        return float(self.native.param_groups[0]["lr"])
+
+
+def _trainable(record) -> list[tuple[str, "torch.nn.Parameter"]]:
+    """(canonical key, parameter) of every trainable weight, in canonical order."""
+    pairs = []
+    for row, _ in parameter_rows(record):
+        module = record.layers[row.path]
+        for name in row.layer.parameter_shapes(row.input_shape):
+            pairs.append((f"{row.path}.{name}", getattr(module, name)))
+    return pairs
+
+
+def make_optimizer(model, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> SGDOptimizer:
+    """PyTorch's SGD: buf = momentum*buf + (g + wd*p) (first buf = g + wd*p); p -= lr*buf.
+    Weight decay is coupled and applies to every parameter (biases and BatchNorm too)."""
+    record = record_of(model, NAME)
+    lr, momentum, weight_decay = lockstep.check_sgd(lr, momentum, weight_decay, NAME, BackendError)
+    pairs = _trainable(record)
+    if {id(p) for _, p in pairs} != {id(p) for p in model.parameters()}:
+        raise BackendError("torch: the model's parameters are not the spec's trainable weights")
+    native = torch.optim.SGD([p for _, p in pairs], lr=lr, momentum=momentum, weight_decay=weight_decay,
+                             dampening=0.0, nesterov=False)
+    return SGDOptimizer(model, native, [k for k, _ in pairs], momentum, weight_decay)
+
+
+def _check_optimizer(model, optimizer) -> None:
+    if not isinstance(optimizer, SGDOptimizer):
+        raise BackendError(f"torch: expected an optimizer from make_optimizer, "
+                           f"got {type(optimizer).__name__}")
+    if optimizer.model is not model:
+        raise BackendError("torch: this optimizer was made for another model")
+
+
+def set_learning_rate(optimizer: SGDOptimizer, lr: float) -> None:
+    """Change lr with PyTorch's meaning: the momentum buffer is kept as it is."""
+    lr, _, _ = lockstep.check_sgd(lr, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
+    for group in optimizer.native.param_groups:
+        group["lr"] = lr
+
+
+def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> float:
+    """One SGD step on a minibatch in training mode (batch-statistics BatchNorm, dropout on);
+    returns the mean softmax cross-entropy over the batch before the update (NaN/inf as is).
+
+    ``dropout_masks``: {dropout path: float32 (B, *output shape)}, required exactly when the
+    model was built with ``lockstep_dropout=True``."""
+    record = record_of(model, NAME)
+    _check_optimizer(model, optimizer)
+    batch = as_input(x, record, NAME)
+    if len(record.inference.output_shape) != 1:
+        raise BackendError(f"torch: training needs flat logits; spec {record.spec.name!r} outputs "
+                           f"{record.inference.output_shape}")
+    labels = lockstep.check_labels(y, batch.shape[0], record.inference.output_shape[0], NAME, BackendError)
+    masks = lockstep.check_dropout_masks(record.inference, dropout_masks, batch.shape[0],
+                                         record.extra.get("lockstep_dropout", False), NAME, BackendError)
+    device = _device_of(model)
+    for path, mask in masks.items():
+        record.layers[path].mask = torch.from_numpy(mask).to(device)
+    model.train()
+    try:
+        logits = model(torch.from_numpy(batch).to(device))
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels).to(device))
+        optimizer.native.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.native.step()
+    finally:
+        model.eval()
+        for path in masks:
+            record.layers[path].mask = None
+    optimizer.steps += 1
+    return float(loss.detach().cpu())
+
+
+def seed_everything(seed: int) -> str:
+    """Seed PyTorch's RNGs and ask for deterministic algorithms (warn_only). Call it before
+    build. Returns what stays non-deterministic ("" if nothing is known)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS determinism; read at CUDA init
+    torch.manual_seed(int(seed))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return ("torch: bitwise repeatable only at a fixed thread count (OMP_NUM_THREADS / torch threads "
+            "change the bits); ops without a deterministic kernel only warn")
+
+
+def _rng_states(device) -> dict[str, np.ndarray]:
+    states = {"torch_cpu": torch.get_rng_state().numpy().copy()}
+    if device.type == "cuda":
+        states["torch_cuda"] = torch.cuda.get_rng_state(device).numpy().copy()
+    return states
+
+
+def save_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
+    """Weights (canonical), momentum buffers (canonical layout), lr and PyTorch's RNG state,
+    in one .npz written atomically."""
+    record = record_of(model, NAME)
+    _check_optimizer(model, optimizer)
+    arrays = {f"weights/{k}": v for k, v in get_weights(model).items()}
+    params = optimizer.native.param_groups[0]["params"]
+    for key, param in zip(optimizer.keys, params):
+        buf = optimizer.native.state.get(param, {}).get("momentum_buffer")
+        if buf is not None:
+            arrays[f"state/{key}"] = buf.detach().cpu().numpy().copy()
+    arrays.update({f"rng/{k}": v for k, v in _rng_states(_device_of(model)).items()})
+    meta = {"framework": NAME, "spec": record.spec.name, "lr": optimizer.lr, "momentum": optimizer.momentum,
+            "weight_decay": optimizer.weight_decay, "steps": optimizer.steps, "state_form": STATE_FORM,
+            "lockstep_dropout": record.extra.get("lockstep_dropout", False)}
+    lockstep.write_checkpoint(path, meta, arrays)
+
+
+def load_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
+    """Restore a checkpoint so training continues exactly as if uninterrupted (bitwise, for
+    one written by this backend; one from MXNet or Keras converts its momentum state)."""
+    _check_optimizer(model, optimizer)
+    meta, arrays = lockstep.read_checkpoint(path, NAME, BackendError)
+    lockstep.check_resume(meta, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
+    set_weights(model, lockstep.section(arrays, "weights"))
+    states = lockstep.section(arrays, "state")
+    device = _device_of(model)
+    params = optimizer.native.param_groups[0]["params"]
+    optimizer.native.state.clear()
+    for key, param in zip(optimizer.keys, params):
+        if key in states:
+            value = lockstep.convert_state(states[key], meta["state_form"], STATE_FORM, float(meta["lr"]))
+            optimizer.native.state[param]["momentum_buffer"] = torch.from_numpy(value.copy()).to(device)
+    set_learning_rate(optimizer, float(meta["lr"]))
+    optimizer.steps = int(meta["steps"])
+    if meta["framework"] == NAME:
+        rng = lockstep.section(arrays, "rng")
+        if "torch_cpu" in rng:
+            torch.set_rng_state(torch.from_numpy(rng["torch_cpu"]))
+        if "torch_cuda" in rng and device.type == "cuda":
+            torch.cuda.set_rng_state(torch.from_numpy(rng["torch_cuda"]), device)
