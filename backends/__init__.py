@@ -11,6 +11,14 @@ Each backend module (``torch``, ``mxnet``, ``keras``) offers::
     input_gradient(model, x, upstream, training=False)
     parameter_counts(model)             # {path: (trainable, running stats)}
 
+    # training, with PyTorch's SGD semantics in all three
+    build(spec, device, lockstep_dropout=False)       # True: dropout multiplies by given masks
+    make_optimizer(model, lr, momentum=0.0, weight_decay=0.0)
+    set_learning_rate(optimizer, lr)
+    train_step(model, optimizer, x, y, dropout_masks=None)   # -> mean cross-entropy (float)
+    seed_everything(seed)               # -> what cannot be made deterministic ("" if nothing)
+    save_checkpoint(model, optimizer, path) / load_checkpoint(model, optimizer, path)
+
 Importing this package imports no framework; ``get_backend`` imports one.
 """
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..compare import lockstep
+from . import training
 from ..spec.layers import Layer, Row
 from ..spec.pooling import adaptive_pool_matrix, avg_pool_divisor, pool_padding
 from .common import (BackendError, BuildRecord, RECORD_ATTRIBUTE, as_input, check_device, check_weights,
@@ -748,7 +748,7 @@ def make_optimizer(model, lr: float, momentum: float = 0.0, weight_decay: float 
     p -= lr*wd*p outside the momentum); train_step adds wd*p to every gradient instead,
     weights, biases and BatchNorm gamma/beta alike."""
     record = record_of(model, NAME)
-    lr, momentum, weight_decay = lockstep.check_sgd(lr, momentum, weight_decay, NAME, BackendError)
+    lr, momentum, weight_decay = training.check_sgd(lr, momentum, weight_decay, NAME, BackendError)
     entries = _trainable(record)
     variables = [v for *_, v in entries]
     if {id(v) for v in variables} != {id(v) for v in model.trainable_variables}:
@@ -770,13 +770,13 @@ def _check_optimizer(model, optimizer) -> None:
 def set_learning_rate(optimizer: SGDOptimizer, lr: float) -> None:
     """Change lr with PyTorch's meaning. Keras keeps lr inside its momentum (m = -lr*buf),
     so the momentums are rescaled by lr_new / lr_old (row 6b)."""
-    lr, _, _ = lockstep.check_sgd(lr, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
+    lr, _, _ = training.check_sgd(lr, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
     old = optimizer.lr
     record = record_of(optimizer.model, NAME)
     with _scope(record):
         if lr != old:
             for m in optimizer.native.momentums:
-                m.assign(lockstep.rescale_state(_numpy(m.value), lr / old))
+                m.assign(training.rescale_state(_numpy(m.value), lr / old))
         optimizer.native.learning_rate = lr
     optimizer.lr = lr
 
@@ -868,8 +868,8 @@ def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> floa
         raise BackendError(f"keras: training needs flat logits; spec {record.spec.name!r} outputs "
                            f"{record.inference.output_shape}")
     size = batch.shape[0]
-    labels = lockstep.check_labels(y, size, record.inference.output_shape[0], NAME, BackendError)
-    masks = lockstep.check_dropout_masks(record.inference, dropout_masks, size,
+    labels = training.check_labels(y, size, record.inference.output_shape[0], NAME, BackendError)
+    masks = training.check_dropout_masks(record.inference, dropout_masks, size,
                                          record.extra.get("lockstep_dropout", False), NAME, BackendError)
     layouts = record.extra["hwc_flat"]
     masks = {path: _to_keras(mask, layouts.get(path)) for path, mask in masks.items()}
@@ -931,7 +931,7 @@ def save_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     meta = {"framework": NAME, "spec": record.spec.name, "lr": optimizer.lr, "momentum": optimizer.momentum,
             "weight_decay": optimizer.weight_decay, "steps": optimizer.steps, "state_form": STATE_FORM,
             "lockstep_dropout": record.extra.get("lockstep_dropout", False), "keras_backend": _backend()}
-    lockstep.write_checkpoint(path, meta, arrays)
+    training.write_checkpoint(path, meta, arrays)
 
 
 def load_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
@@ -939,23 +939,23 @@ def load_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     one written by this backend; other frameworks' momentum states are converted)."""
     record = record_of(model, NAME)
     _check_optimizer(model, optimizer)
-    meta, arrays = lockstep.read_checkpoint(path, NAME, BackendError)
-    lockstep.check_resume(meta, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
-    set_weights(model, lockstep.section(arrays, "weights"))
-    saved = lockstep.section(arrays, "state")
+    meta, arrays = training.read_checkpoint(path, NAME, BackendError)
+    training.check_resume(meta, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
+    set_weights(model, training.section(arrays, "weights"))
+    saved = training.section(arrays, "state")
     layouts = record.extra["input_hwc_flat"]
     lr = float(meta["lr"])
     with _scope(record):
         for (key, row, name, _), m in zip(_trainable(record), optimizer.native.momentums):
             value = saved.get(key)
             value = np.zeros(m.shape, np.float32) if value is None else np.ascontiguousarray(_weight_to_keras(
-                row.kind, name, lockstep.convert_state(value, meta["state_form"], STATE_FORM, lr),
+                row.kind, name, training.convert_state(value, meta["state_form"], STATE_FORM, lr),
                 layouts.get(row.path)))
             m.assign(value)
         optimizer.native.learning_rate = lr
         optimizer.native.iterations.assign(int(meta["steps"]))
         if meta["framework"] == NAME:
-            rng = lockstep.section(arrays, "rng")
+            rng = training.section(arrays, "rng")
             for layer_path, state in _dropout_seed_states(record).items():
                 if layer_path in rng:
                     state.assign(rng[layer_path])

@@ -13,7 +13,7 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
-from ..compare import lockstep
+from . import training
 from ..spec.pooling import avg_pool_divisor, pool_padding
 from .common import (BackendError, BuildRecord, as_input, build_tree, check_device, check_weights,
                      parameter_rows, record_of, RECORD_ATTRIBUTE)
@@ -412,7 +412,7 @@ def make_optimizer(model, lr: float, momentum: float = 0.0, weight_decay: float 
     Weight decay is coupled and reaches every parameter: every wd_mult and lr_mult must be 1.
     """
     record = record_of(model, NAME)
-    lr, momentum, weight_decay = lockstep.check_sgd(lr, momentum, weight_decay, NAME, BackendError)
+    lr, momentum, weight_decay = training.check_sgd(lr, momentum, weight_decay, NAME, BackendError)
     pairs = _trainable(record)
     trainable = [p for p in model.collect_params().values() if p.grad_req != "null"]
     if {id(p) for _, p in pairs} != {id(p) for p in trainable}:
@@ -438,12 +438,12 @@ def _check_optimizer(model, optimizer) -> None:
 def set_learning_rate(optimizer: SGDOptimizer, lr: float) -> None:
     """Change lr with PyTorch's meaning. MXNet keeps lr inside its momentum state, so the
     state is rescaled by lr_new / lr_old (row 6b); without that the old lr would linger."""
-    lr, _, _ = lockstep.check_sgd(lr, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
+    lr, _, _ = training.check_sgd(lr, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
     old = optimizer.lr
     if lr != old:
         for state in optimizer.states().values():
             if state is not None:
-                state[:] = mx.nd.array(lockstep.rescale_state(state.asnumpy(), lr / old),
+                state[:] = mx.nd.array(training.rescale_state(state.asnumpy(), lr / old),
                                        ctx=state.context, dtype=state.dtype)
     optimizer.native.set_learning_rate(lr)
 
@@ -462,9 +462,9 @@ def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> floa
         raise BackendError(f"mxnet: training needs flat logits; spec {record.spec.name!r} outputs "
                            f"{record.inference.output_shape}")
     size = batch.shape[0]
-    labels = lockstep.check_labels(y, size, record.inference.output_shape[0], NAME, BackendError)
+    labels = training.check_labels(y, size, record.inference.output_shape[0], NAME, BackendError)
     lockstepped = record.extra.get("lockstep_dropout", False)
-    masks = lockstep.check_dropout_masks(record.inference, dropout_masks, size, lockstepped, NAME,
+    masks = training.check_dropout_masks(record.inference, dropout_masks, size, lockstepped, NAME,
                                          BackendError)
     context = _context_of(model)
     for path, mask in masks.items():
@@ -506,7 +506,7 @@ def save_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     meta = {"framework": NAME, "spec": record.spec.name, "lr": optimizer.lr, "momentum": optimizer.momentum,
             "weight_decay": optimizer.weight_decay, "steps": optimizer.steps, "state_form": STATE_FORM,
             "lockstep_dropout": record.extra.get("lockstep_dropout", False)}
-    lockstep.write_checkpoint(path, meta, arrays)
+    training.write_checkpoint(path, meta, arrays)
 
 
 def load_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
@@ -514,17 +514,17 @@ def load_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     one written by this backend, except native dropout masks; other frameworks' momentum
     states are converted)."""
     _check_optimizer(model, optimizer)
-    meta, arrays = lockstep.read_checkpoint(path, NAME, BackendError)
-    lockstep.check_resume(meta, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
-    set_weights(model, lockstep.section(arrays, "weights"))
-    saved = lockstep.section(arrays, "state")
+    meta, arrays = training.read_checkpoint(path, NAME, BackendError)
+    training.check_resume(meta, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
+    set_weights(model, training.section(arrays, "weights"))
+    saved = training.section(arrays, "state")
     context = _context_of(model)
     updater = optimizer.native._updaters[0]
     updater.states.clear()
     updater.states_synced.clear()
     for index, key in enumerate(optimizer.keys):
         if key in saved:
-            value = lockstep.convert_state(saved[key], meta["state_form"], STATE_FORM, float(meta["lr"]))
+            value = training.convert_state(saved[key], meta["state_form"], STATE_FORM, float(meta["lr"]))
             updater.states[index] = mx.nd.array(value, ctx=context, dtype=np.float32)
             updater.states_synced[index] = True
     optimizer.native.set_learning_rate(float(meta["lr"]))

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from ..compare import lockstep
+from . import training
 from .common import (BackendError, BuildRecord, as_input, build_tree, check_device, check_weights,
                      parameter_rows, record_of, RECORD_ATTRIBUTE)
 from .frameworks import import_torch
@@ -255,7 +255,7 @@ def make_optimizer(model, lr: float, momentum: float = 0.0, weight_decay: float 
     """PyTorch's SGD: buf = momentum*buf + (g + wd*p) (first buf = g + wd*p); p -= lr*buf.
     Weight decay is coupled and applies to every parameter (biases and BatchNorm too)."""
     record = record_of(model, NAME)
-    lr, momentum, weight_decay = lockstep.check_sgd(lr, momentum, weight_decay, NAME, BackendError)
+    lr, momentum, weight_decay = training.check_sgd(lr, momentum, weight_decay, NAME, BackendError)
     pairs = _trainable(record)
     if {id(p) for _, p in pairs} != {id(p) for p in model.parameters()}:
         raise BackendError("torch: the model's parameters are not the spec's trainable weights")
@@ -274,7 +274,7 @@ def _check_optimizer(model, optimizer) -> None:
 
 def set_learning_rate(optimizer: SGDOptimizer, lr: float) -> None:
     """Change lr with PyTorch's meaning: the momentum buffer is kept as it is."""
-    lr, _, _ = lockstep.check_sgd(lr, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
+    lr, _, _ = training.check_sgd(lr, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
     for group in optimizer.native.param_groups:
         group["lr"] = lr
 
@@ -291,8 +291,8 @@ def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> floa
     if len(record.inference.output_shape) != 1:
         raise BackendError(f"torch: training needs flat logits; spec {record.spec.name!r} outputs "
                            f"{record.inference.output_shape}")
-    labels = lockstep.check_labels(y, batch.shape[0], record.inference.output_shape[0], NAME, BackendError)
-    masks = lockstep.check_dropout_masks(record.inference, dropout_masks, batch.shape[0],
+    labels = training.check_labels(y, batch.shape[0], record.inference.output_shape[0], NAME, BackendError)
+    masks = training.check_dropout_masks(record.inference, dropout_masks, batch.shape[0],
                                          record.extra.get("lockstep_dropout", False), NAME, BackendError)
     device = _device_of(model)
     for path, mask in masks.items():
@@ -344,28 +344,28 @@ def save_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     meta = {"framework": NAME, "spec": record.spec.name, "lr": optimizer.lr, "momentum": optimizer.momentum,
             "weight_decay": optimizer.weight_decay, "steps": optimizer.steps, "state_form": STATE_FORM,
             "lockstep_dropout": record.extra.get("lockstep_dropout", False)}
-    lockstep.write_checkpoint(path, meta, arrays)
+    training.write_checkpoint(path, meta, arrays)
 
 
 def load_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     """Restore a checkpoint so training continues exactly as if uninterrupted (bitwise, for
     one written by this backend; one from MXNet or Keras converts its momentum state)."""
     _check_optimizer(model, optimizer)
-    meta, arrays = lockstep.read_checkpoint(path, NAME, BackendError)
-    lockstep.check_resume(meta, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
-    set_weights(model, lockstep.section(arrays, "weights"))
-    states = lockstep.section(arrays, "state")
+    meta, arrays = training.read_checkpoint(path, NAME, BackendError)
+    training.check_resume(meta, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
+    set_weights(model, training.section(arrays, "weights"))
+    states = training.section(arrays, "state")
     device = _device_of(model)
     params = optimizer.native.param_groups[0]["params"]
     optimizer.native.state.clear()
     for key, param in zip(optimizer.keys, params):
         if key in states:
-            value = lockstep.convert_state(states[key], meta["state_form"], STATE_FORM, float(meta["lr"]))
+            value = training.convert_state(states[key], meta["state_form"], STATE_FORM, float(meta["lr"]))
             optimizer.native.state[param]["momentum_buffer"] = torch.from_numpy(value.copy()).to(device)
     set_learning_rate(optimizer, float(meta["lr"]))
     optimizer.steps = int(meta["steps"])
     if meta["framework"] == NAME:
-        rng = lockstep.section(arrays, "rng")
+        rng = training.section(arrays, "rng")
         if "torch_cpu" in rng:
             torch.set_rng_state(torch.from_numpy(rng["torch_cpu"]))
         if "torch_cuda" in rng and device.type == "cuda":

@@ -10,14 +10,14 @@ agree draw exactly on top of each other.
 from __future__ import annotations
 
 import itertools
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+from ..spec.files import atomic_writer
 
 # Okabe-Ito colours (distinguishable with colour-blindness); no plain green or red,
 # which the report keeps for pass and fail.
@@ -102,18 +102,8 @@ def plot_run(results: dict, out_dir: Path) -> dict[str, Path]:
 
 
 def _save_atomic(figure: Figure, path: Path) -> None:
-    # spec.files.write_atomic writes text; the same dance for a PNG.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png", dpi=DPI)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path, "wb") as stream:
+        figure.savefig(stream, format="png", dpi=DPI)
 
 
 def _figure(width: float, height: float, rows: int = 1) -> tuple[Figure, list]:
