@@ -114,6 +114,132 @@ def check(model: str = typer.Argument(..., help=MODEL_HELP),
     raise typer.Exit(0 if result.ok else 1)
 
 
+# -- training -------------------------------------------------------------------------
+
+def _train_settings(model, frameworks, epochs, batch_size, lr, momentum, weight_decay, resize, train_limit,
+                    test_limit, seed, seeds, device, lockstep, data_dir, dataset, resume, progress):
+    from netparity.compare.training import TrainSettings
+
+    return TrainSettings.for_model(
+        model, frameworks=_parse_frameworks(frameworks), epochs=epochs, batch_size=batch_size, lr=lr,
+        momentum=momentum, weight_decay=weight_decay, resize=resize, train_limit=train_limit,
+        test_limit=test_limit, seed=seed, seeds=seeds, device=device, lockstep=lockstep,
+        data_dir=str(data_dir) if data_dir else None, dataset=dataset, resume=resume, progress=progress)
+
+
+def _run_dir(out: Optional[Path], model: str, resume: bool) -> Path:
+    run_dir = out or Path("runs") / Path(model).stem
+    if (run_dir / "run.json").exists() and not resume:
+        _fail(f"{run_dir} already holds a run; continue it with --resume, or choose another --out")
+    if resume and not (run_dir / "run.json").exists():
+        _fail(f"--resume: {run_dir} holds no run (no run.json)")
+    return run_dir
+
+
+def _train_and_report(settings, run_dir: Path, parity: Optional[dict]):
+    from netparity.compare.datasets import DataError
+    from netparity.compare.report import write_report
+    from netparity.compare.training import command_line, train
+
+    try:
+        results = train(settings, run_dir, parity=parity, command=command_line())
+    except DataError as error:
+        _fail(str(error))
+    except (SpecError, ValueError) as error:
+        _fail(str(error))
+    for name, framework in results["frameworks"].items():
+        for run in framework["runs"]:
+            final = run["epochs"][-1] if run["epochs"] else {}
+            line = f"{name} seed {run['seed']}: {run['status']}"
+            if final:
+                line += f", test acc {final['test_acc']:.4f} after {final['epoch']} epoch(s)"
+            if run.get("error"):
+                line += f" ({run['error']})"
+            console.print(line, highlight=False)
+    html, markdown = write_report(run_dir)
+    console.print(f"report: {html}\nsummary: {markdown}")
+    failed = any(run["status"] != "done" for fw in results["frameworks"].values() for run in fw["runs"])
+    return 1 if failed else 0
+
+
+FRAMEWORKS_OPTION = typer.Option("torch,mxnet,keras", help="Comma-separated frameworks.")
+
+
+@app.command()
+def train(model: str = typer.Argument(..., help=MODEL_HELP),
+          frameworks: str = FRAMEWORKS_OPTION,
+          epochs: Optional[int] = typer.Option(None, min=1, help="Epochs (recipe default: 10)."),
+          batch_size: Optional[int] = typer.Option(None, min=1, help="Minibatch size (recipe default)."),
+          lr: Optional[float] = typer.Option(None, help="Learning rate (recipe default)."),
+          momentum: Optional[float] = typer.Option(None, help="SGD momentum, PyTorch's meaning."),
+          weight_decay: Optional[float] = typer.Option(None, help="L2 weight decay added to the gradient."),
+          resize: Optional[int] = typer.Option(None, help="Image size fed to the net (recipe: 28, 96 or 224)."),
+          train_limit: Optional[int] = typer.Option(None, min=1, help="Train on a deterministic subset."),
+          test_limit: Optional[int] = typer.Option(None, min=1, help="Test on a deterministic subset."),
+          seed: int = typer.Option(0, help="First seed (weights, shuffling, dropout masks)."),
+          seeds: int = typer.Option(1, min=1, help="Number of seeds, for seed-to-seed spread."),
+          device: str = typer.Option("cpu", help="cpu or gpu."),
+          lockstep: bool = typer.Option(False, help="Feed the same NumPy dropout masks to every framework."),
+          dataset: Optional[str] = typer.Option(None, help="fashion-mnist, mnist or synthetic (recipe default)."),
+          data_dir: Optional[Path] = typer.Option(None, help="Folder with the four IDX files."),
+          out: Optional[Path] = typer.Option(None, help="Run folder (default runs/MODEL)."),
+          resume: bool = typer.Option(False, help="Continue the run in --out from its last finished epoch."),
+          progress: bool = typer.Option(True, help="Show progress bars.")):
+    """Train MODEL with the same weights, data and hyperparameters in each framework; write the run folder."""
+    settings = _train_settings(model, frameworks, epochs, batch_size, lr, momentum, weight_decay, resize,
+                               train_limit, test_limit, seed, seeds, device, lockstep, data_dir, dataset, resume,
+                               progress)
+    run_dir = _run_dir(out, model, resume)
+    raise typer.Exit(_train_and_report(settings, run_dir, parity=None))
+
+
+@app.command()
+def compare(model: str = typer.Argument("lenet_bn", help=MODEL_HELP),
+            frameworks: str = FRAMEWORKS_OPTION,
+            epochs: int = typer.Option(2, min=1, help="Epochs of the short training run."),
+            train_limit: Optional[int] = typer.Option(10_000, min=1, help="Training subset."),
+            test_limit: Optional[int] = typer.Option(2_000, min=1, help="Test subset."),
+            batch_size: Optional[int] = typer.Option(None, min=1, help="Minibatch size (recipe default)."),
+            lr: Optional[float] = typer.Option(None, help="Learning rate (recipe default)."),
+            resize: Optional[int] = typer.Option(None, help="Image size (recipe default)."),
+            seed: int = typer.Option(0, help="Seed."),
+            device: str = typer.Option("cpu", help="cpu or gpu."),
+            lockstep: bool = typer.Option(False, help="Same dropout masks in every framework."),
+            dataset: Optional[str] = typer.Option(None, help="fashion-mnist, mnist or synthetic."),
+            data_dir: Optional[Path] = typer.Option(None, help="Folder with the four IDX files."),
+            out: Optional[Path] = typer.Option(None, help="Run folder (default runs/MODEL)."),
+            resume: bool = typer.Option(False, help="Continue the run in --out."),
+            progress: bool = typer.Option(True, help="Show progress bars.")):
+    """The main job: parity check, a short training run in every framework, and the report."""
+    from netparity.compare import check_parity
+    from netparity.compare.summary import print_parity
+    from netparity.compare.training import build_spec
+
+    settings = _train_settings(model, frameworks, epochs, batch_size, lr, None, None, resize, train_limit,
+                               test_limit, seed, 1, device, lockstep, data_dir, dataset, resume, progress)
+    run_dir = _run_dir(out, model, resume)
+    try:
+        spec = build_spec(settings)
+    except SpecError as error:
+        _fail(f"invalid spec {model!r}: {error}")
+    parity = check_parity(spec, settings.frameworks, device=device)
+    print_parity(parity, console)
+    code = _train_and_report(settings, run_dir, parity=parity.to_dict())
+    raise typer.Exit(code or (0 if parity.ok else 1))
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run folder written by train or compare.")):
+    """Write RUN_DIR/report.html (self-contained) and RUN_DIR/report.md from RUN_DIR/results.json."""
+    from netparity.compare.report import write_report
+
+    try:
+        html, markdown = write_report(run_dir)
+    except (OSError, ValueError) as error:
+        _fail(str(error))
+    console.print(f"report: {html}\nsummary: {markdown}")
+
+
 def main():  # pragma: no cover - the console script calls app directly
     app()
 

@@ -72,3 +72,34 @@ def test_check_fails_with_exit_1_when_parity_breaks(tmp_path):
     # a tolerance below float32 rounding cannot hold across frameworks on a deep net
     result = runner.invoke(app, ["check", "resnet18", "--input-size", "32", "--rtol", "1e-12"], terminal_width=200)
     assert result.exit_code == 1 and "FAIL" in result.output
+
+
+def test_compare_runs_parity_training_and_report(tmp_path):
+    frameworks = installed_or_skip()
+    out = tmp_path / "run"
+    args = ["compare", "lenet_bn", "--frameworks", ",".join(frameworks), "--dataset", "synthetic",
+            "--train-limit", "256", "--test-limit", "128", "--epochs", "1", "--no-progress", "--out", str(out)]
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert (out / "report.html").exists() and (out / "report.md").exists()
+    results = json.loads((out / "results.json").read_text())
+    assert results["parity"]["ok"] is True and results["settings"]["dataset"] == "synthetic"
+    assert "report:" in result.output
+    # the same folder again without --resume would overwrite a run: refused
+    again = runner.invoke(app, args, terminal_width=200)
+    assert again.exit_code == 2 and "--resume" in again.output
+    # the report command rebuilds the page from results.json alone
+    (out / "report.html").unlink()
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0 and (out / "report.html").exists()
+
+
+def test_report_of_a_folder_without_results_names_the_file(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)], terminal_width=200)
+    assert result.exit_code == 2 and "results.json" in result.output
+
+
+def test_train_with_missing_data_is_a_clear_error(tmp_path):
+    installed_or_skip(1)
+    result = runner.invoke(app, ["train", "lenet", "--frameworks", "torch", "--data-dir", str(tmp_path / "none"),
+                                 "--out", str(tmp_path / "run"), "--no-progress"], terminal_width=200)
+    assert result.exit_code == 2 and str(tmp_path / "none") in result.output
