@@ -29,9 +29,10 @@ data:
 	  echo "note: could not install dataset-fashion-mnist; data tests will skip"; \
 	fi
 
-run: install
+# The main job: parity check, a short training run in every framework, the report.
+run: install data
 	$(BIN)/netparity show $(MODEL)
-	$(BIN)/netparity check $(MODEL)
+	$(BIN)/netparity compare $(MODEL) --out runs/$(MODEL)-$$(date +%Y%m%d-%H%M%S)
 
 test: install data
 	$(BIN)/python -m pytest -q

@@ -715,19 +715,16 @@ def parameter_counts(model) -> dict[str, tuple[int, int]]:
 STATE_FORM = "neg_lr_buf"
 
 
-class SGDOptimizer:
+class SGDOptimizer(training.SGDOptimizer):
     """A ``keras.optimizers.SGD`` (``native``, no weight_decay of its own) over the trainable
     variables in canonical order; ``train_step`` adds ``weight_decay * p`` to the gradients."""
 
+    backend = NAME
+
     def __init__(self, model, native, keys, variables, momentum, weight_decay, lr):
-        self.model = model
-        self.native = native
-        self.keys = keys  # canonical key of variables[i] and of native.momentums[i]
-        self.variables = variables
-        self.momentum = momentum
-        self.weight_decay = weight_decay
+        super().__init__(model, native, keys, momentum, weight_decay)
+        self.variables = variables  # variables[i] and native.momentums[i] belong to keys[i]
         self.lr = lr  # the Python float; native.learning_rate holds it as float32
-        self.steps = 0
         self.compiled = None  # the traced train step (tensorflow), made on the first step
 
 
@@ -757,14 +754,6 @@ def make_optimizer(model, lr: float, momentum: float = 0.0, weight_decay: float 
         native = keras.optimizers.SGD(learning_rate=lr, momentum=momentum, nesterov=False)
         native.build(variables)  # momentums[i] belongs to variables[i]
     return SGDOptimizer(model, native, [k for k, *_ in entries], variables, momentum, weight_decay, lr)
-
-
-def _check_optimizer(model, optimizer) -> None:
-    if not isinstance(optimizer, SGDOptimizer):
-        raise BackendError(f"keras: expected an optimizer from make_optimizer, "
-                           f"got {type(optimizer).__name__}")
-    if optimizer.model is not model:
-        raise BackendError("keras: this optimizer was made for another model")
 
 
 def set_learning_rate(optimizer: SGDOptimizer, lr: float) -> None:
@@ -861,16 +850,7 @@ def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> floa
     ``dropout_masks``: {dropout path: float32 (B, *output shape)} in PyTorch's layout,
     required exactly when built with ``lockstep_dropout=True``; they are moved to NHWC,
     and flat masks after an (H, W, C) flatten are permuted like the features."""
-    record = record_of(model, NAME)
-    _check_optimizer(model, optimizer)
-    batch = as_input(x, record, NAME)
-    if len(record.inference.output_shape) != 1:
-        raise BackendError(f"keras: training needs flat logits; spec {record.spec.name!r} outputs "
-                           f"{record.inference.output_shape}")
-    size = batch.shape[0]
-    labels = training.check_labels(y, size, record.inference.output_shape[0], NAME, BackendError)
-    masks = training.check_dropout_masks(record.inference, dropout_masks, size,
-                                         record.extra.get("lockstep_dropout", False), NAME, BackendError)
+    record, batch, labels, masks = training.prepare_step(model, optimizer, x, y, dropout_masks, NAME)
     layouts = record.extra["hwc_flat"]
     masks = {path: _to_keras(mask, layouts.get(path)) for path, mask in masks.items()}
     batch = _to_nhwc(batch)
@@ -918,7 +898,7 @@ def save_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     """Weights (canonical), momentums (Keras' -lr*buf, canonical layout), lr and the
     Dropout layers' seed states, in one .npz written atomically."""
     record = record_of(model, NAME)
-    _check_optimizer(model, optimizer)
+    training.check_optimizer(model, optimizer, NAME)
     arrays = {f"weights/{k}": v for k, v in get_weights(model).items()}
     layouts = record.extra["input_hwc_flat"]
     entries = _trainable(record)
@@ -938,7 +918,7 @@ def load_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     """Restore a checkpoint so training continues exactly as if uninterrupted (bitwise, for
     one written by this backend; other frameworks' momentum states are converted)."""
     record = record_of(model, NAME)
-    _check_optimizer(model, optimizer)
+    training.check_optimizer(model, optimizer, NAME)
     meta, arrays = training.read_checkpoint(path, NAME, BackendError)
     training.check_resume(meta, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
     set_weights(model, training.section(arrays, "weights"))

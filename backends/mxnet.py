@@ -376,16 +376,10 @@ def parameter_counts(model) -> dict[str, tuple[int, int]]:
 STATE_FORM = "neg_lr_buf"
 
 
-class SGDOptimizer:
+class SGDOptimizer(training.SGDOptimizer):
     """A Gluon ``Trainer('sgd')`` (``native``) over the trainable weights in canonical order."""
 
-    def __init__(self, model, native, keys: list[str], momentum: float, weight_decay: float):
-        self.model = model
-        self.native = native
-        self.keys = keys  # canonical key of the Trainer's parameter i
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.steps = 0
+    backend = NAME
 
     @property
     def lr(self) -> float:
@@ -427,14 +421,6 @@ def make_optimizer(model, lr: float, momentum: float = 0.0, weight_decay: float 
     return SGDOptimizer(model, native, [k for k, _ in pairs], momentum, weight_decay)
 
 
-def _check_optimizer(model, optimizer) -> None:
-    if not isinstance(optimizer, SGDOptimizer):
-        raise BackendError(f"mxnet: expected an optimizer from make_optimizer, "
-                           f"got {type(optimizer).__name__}")
-    if optimizer.model is not model:
-        raise BackendError("mxnet: this optimizer was made for another model")
-
-
 def set_learning_rate(optimizer: SGDOptimizer, lr: float) -> None:
     """Change lr with PyTorch's meaning. MXNet keeps lr inside its momentum state, so the
     state is rescaled by lr_new / lr_old (row 6b); without that the old lr would linger."""
@@ -455,17 +441,8 @@ def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> floa
     Per-sample ``SoftmaxCrossEntropyLoss`` (sparse labels), backward, ``step(batch_size)``.
     Running statistics move once, in backward (row 1d). ``dropout_masks``: {dropout path:
     float32 (B, *output shape)}, required exactly when built with ``lockstep_dropout=True``."""
-    record = record_of(model, NAME)
-    _check_optimizer(model, optimizer)
-    batch = as_input(x, record, NAME)
-    if len(record.inference.output_shape) != 1:
-        raise BackendError(f"mxnet: training needs flat logits; spec {record.spec.name!r} outputs "
-                           f"{record.inference.output_shape}")
+    record, batch, labels, masks = training.prepare_step(model, optimizer, x, y, dropout_masks, NAME)
     size = batch.shape[0]
-    labels = training.check_labels(y, size, record.inference.output_shape[0], NAME, BackendError)
-    lockstepped = record.extra.get("lockstep_dropout", False)
-    masks = training.check_dropout_masks(record.inference, dropout_masks, size, lockstepped, NAME,
-                                         BackendError)
     context = _context_of(model)
     for path, mask in masks.items():
         record.layers[path].mask = mx.nd.array(mask, ctx=context, dtype=np.float32)
@@ -473,6 +450,7 @@ def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> floa
     target = mx.nd.array(labels, ctx=context, dtype=np.float32)
     criterion = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=True)  # per-sample, from logits
     try:
+        lockstepped = record.extra.get("lockstep_dropout", False)  # mask blocks run imperatively
         with _imperative(model) if lockstepped else nullcontext(), autograd.record(train_mode=True):
             loss = criterion(model(data), target)
         loss.backward()
@@ -497,7 +475,7 @@ def save_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     """Weights (canonical), momentum state (MXNet's -lr*buf, canonical layout) and lr in one
     .npz written atomically. MXNet's RNG state cannot be read, so it is not saved."""
     record = record_of(model, NAME)
-    _check_optimizer(model, optimizer)
+    training.check_optimizer(model, optimizer, NAME)
     arrays = {f"weights/{k}": v for k, v in get_weights(model).items()}
     states = optimizer.states()
     for index, key in enumerate(optimizer.keys):
@@ -513,7 +491,7 @@ def load_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     """Restore a checkpoint so training continues exactly as if uninterrupted (bitwise, for
     one written by this backend, except native dropout masks; other frameworks' momentum
     states are converted)."""
-    _check_optimizer(model, optimizer)
+    training.check_optimizer(model, optimizer, NAME)
     meta, arrays = training.read_checkpoint(path, NAME, BackendError)
     training.check_resume(meta, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
     set_weights(model, training.section(arrays, "weights"))

@@ -225,16 +225,10 @@ def parameter_counts(model) -> dict[str, tuple[int, int]]:
 STATE_FORM = "buf"  # torch.optim.SGD keeps buf; p -= lr * buf
 
 
-class SGDOptimizer:
+class SGDOptimizer(training.SGDOptimizer):
     """``torch.optim.SGD`` (``native``) over the model's parameters in canonical order."""
 
-    def __init__(self, model, native, keys: list[str], momentum: float, weight_decay: float):
-        self.model = model
-        self.native = native
-        self.keys = keys  # canonical key of native.param_groups[0]["params"][i]
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.steps = 0
+    backend = NAME
 
     @property
     def lr(self) -> float:
@@ -264,14 +258,6 @@ def make_optimizer(model, lr: float, momentum: float = 0.0, weight_decay: float 
     return SGDOptimizer(model, native, [k for k, _ in pairs], momentum, weight_decay)
 
 
-def _check_optimizer(model, optimizer) -> None:
-    if not isinstance(optimizer, SGDOptimizer):
-        raise BackendError(f"torch: expected an optimizer from make_optimizer, "
-                           f"got {type(optimizer).__name__}")
-    if optimizer.model is not model:
-        raise BackendError("torch: this optimizer was made for another model")
-
-
 def set_learning_rate(optimizer: SGDOptimizer, lr: float) -> None:
     """Change lr with PyTorch's meaning: the momentum buffer is kept as it is."""
     lr, _, _ = training.check_sgd(lr, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
@@ -285,15 +271,7 @@ def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> floa
 
     ``dropout_masks``: {dropout path: float32 (B, *output shape)}, required exactly when the
     model was built with ``lockstep_dropout=True``."""
-    record = record_of(model, NAME)
-    _check_optimizer(model, optimizer)
-    batch = as_input(x, record, NAME)
-    if len(record.inference.output_shape) != 1:
-        raise BackendError(f"torch: training needs flat logits; spec {record.spec.name!r} outputs "
-                           f"{record.inference.output_shape}")
-    labels = training.check_labels(y, batch.shape[0], record.inference.output_shape[0], NAME, BackendError)
-    masks = training.check_dropout_masks(record.inference, dropout_masks, batch.shape[0],
-                                         record.extra.get("lockstep_dropout", False), NAME, BackendError)
+    record, batch, labels, masks = training.prepare_step(model, optimizer, x, y, dropout_masks, NAME)
     device = _device_of(model)
     for path, mask in masks.items():
         record.layers[path].mask = torch.from_numpy(mask).to(device)
@@ -333,7 +311,7 @@ def save_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     """Weights (canonical), momentum buffers (canonical layout), lr and PyTorch's RNG state,
     in one .npz written atomically."""
     record = record_of(model, NAME)
-    _check_optimizer(model, optimizer)
+    training.check_optimizer(model, optimizer, NAME)
     arrays = {f"weights/{k}": v for k, v in get_weights(model).items()}
     params = optimizer.native.param_groups[0]["params"]
     for key, param in zip(optimizer.keys, params):
@@ -350,7 +328,7 @@ def save_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
 def load_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     """Restore a checkpoint so training continues exactly as if uninterrupted (bitwise, for
     one written by this backend; one from MXNet or Keras converts its momentum state)."""
-    _check_optimizer(model, optimizer)
+    training.check_optimizer(model, optimizer, NAME)
     meta, arrays = training.read_checkpoint(path, NAME, BackendError)
     training.check_resume(meta, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
     set_weights(model, training.section(arrays, "weights"))

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..spec.files import atomic_writer
+from .common import BackendError, as_input, record_of
 
 CHECKPOINT_FORMAT = "netparity.checkpoint/1"
 
@@ -167,3 +168,46 @@ def check_resume(meta: dict, momentum: float, weight_decay: float, backend: str,
         if float(meta[name]) != have:
             raise error(f"{backend}: the checkpoint was written with {name} {meta[name]!r}, this optimizer "
                         f"has {have!r}; make_optimizer with the checkpoint's values")
+
+
+# ---------------------------------------------------------------------------------------
+# What every backend's optimizer and train_step share
+# ---------------------------------------------------------------------------------------
+
+class SGDOptimizer:
+    """A framework's SGD (``native``) over a model's trainable weights in canonical order.
+
+    Backends subclass it to say where the learning rate and momentum state live."""
+
+    backend = ""
+
+    def __init__(self, model, native, keys: list[str], momentum: float, weight_decay: float):
+        self.model = model
+        self.native = native
+        self.keys = keys  # canonical key of the native optimizer's parameter i
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.steps = 0
+
+
+def check_optimizer(model, optimizer, backend: str) -> None:
+    if not isinstance(optimizer, SGDOptimizer) or optimizer.backend != backend:
+        raise BackendError(f"{backend}: expected an optimizer from this backend's make_optimizer, "
+                           f"got {type(optimizer).__name__}")
+    if optimizer.model is not model:
+        raise BackendError(f"{backend}: this optimizer was made for another model")
+
+
+def prepare_step(model, optimizer, x, y, dropout_masks, backend: str):
+    """The checked inputs of one ``train_step``: (record, NCHW batch, labels, masks)."""
+    record = record_of(model, backend)
+    check_optimizer(model, optimizer, backend)
+    batch = as_input(x, record, backend)
+    if len(record.inference.output_shape) != 1:
+        raise BackendError(f"{backend}: training needs flat logits; spec {record.spec.name!r} outputs "
+                           f"{record.inference.output_shape}")
+    size = batch.shape[0]
+    labels = check_labels(y, size, record.inference.output_shape[0], backend, BackendError)
+    masks = check_dropout_masks(record.inference, dropout_masks, size, record.extra.get("lockstep_dropout", False),
+                                backend, BackendError)
+    return record, batch, labels, masks

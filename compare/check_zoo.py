@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     frameworks = [n for n in BACKEND_NAMES if n in available()]
-    lines = [f"# Parity of the zoo at default input sizes",
+    lines = ["# Parity of the zoo at default input sizes",
              "",
              f"Measured {date.today()} on {platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} CPU cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "

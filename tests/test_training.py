@@ -1,7 +1,6 @@
 """Training runs end to end on synthetic data: results, resume, failures, the CLI."""
 
 import json
-import os
 
 import numpy as np
 import pytest
