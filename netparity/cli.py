@@ -164,6 +164,21 @@ def _train_and_report(settings, run_dir: Path, parity: Optional[dict]):
 FRAMEWORKS_OPTION = typer.Option("torch,mxnet,keras", help="Comma-separated frameworks.")
 
 
+def _parity_before_training(settings):
+    """The parity check of the spec at the training input size, printed; its result for the report."""
+    from netparity.compare import check_parity
+    from netparity.compare.summary import print_parity
+    from netparity.compare.training import build_spec
+
+    try:
+        spec = build_spec(settings)
+    except SpecError as error:
+        _fail(f"invalid spec {settings.model!r}: {error}")
+    parity = check_parity(spec, settings.frameworks, device=settings.device)
+    print_parity(parity, console)
+    return parity
+
+
 @app.command()
 def train(model: str = typer.Argument(..., help=MODEL_HELP),
           frameworks: str = FRAMEWORKS_OPTION,
@@ -183,13 +198,15 @@ def train(model: str = typer.Argument(..., help=MODEL_HELP),
           data_dir: Optional[Path] = typer.Option(None, help="Folder with the four IDX files."),
           out: Optional[Path] = typer.Option(None, help="Run folder (default runs/MODEL)."),
           resume: bool = typer.Option(False, help="Continue the run in --out from its last finished epoch."),
+          parity: bool = typer.Option(True, help="Check parity first and put it in the report."),
           progress: bool = typer.Option(True, help="Show progress bars.")):
     """Train MODEL with the same weights, data and hyperparameters in each framework; write the run folder."""
     settings = _train_settings(model, frameworks, epochs, batch_size, lr, momentum, weight_decay, resize,
                                train_limit, test_limit, seed, seeds, device, lockstep, data_dir, dataset, resume,
                                progress)
     run_dir = _run_dir(out, model, resume)
-    raise typer.Exit(_train_and_report(settings, run_dir, parity=None))
+    result = _parity_before_training(settings) if parity and not resume else None
+    raise typer.Exit(_train_and_report(settings, run_dir, parity=result.to_dict() if result else None))
 
 
 @app.command()
@@ -210,19 +227,10 @@ def compare(model: str = typer.Argument("lenet_bn", help=MODEL_HELP),
             resume: bool = typer.Option(False, help="Continue the run in --out."),
             progress: bool = typer.Option(True, help="Show progress bars.")):
     """The main job: parity check, a short training run in every framework, and the report."""
-    from netparity.compare import check_parity
-    from netparity.compare.summary import print_parity
-    from netparity.compare.training import build_spec
-
     settings = _train_settings(model, frameworks, epochs, batch_size, lr, None, None, resize, train_limit,
                                test_limit, seed, 1, device, lockstep, data_dir, dataset, resume, progress)
     run_dir = _run_dir(out, model, resume)
-    try:
-        spec = build_spec(settings)
-    except SpecError as error:
-        _fail(f"invalid spec {model!r}: {error}")
-    parity = check_parity(spec, settings.frameworks, device=device)
-    print_parity(parity, console)
+    parity = _parity_before_training(settings)
     code = _train_and_report(settings, run_dir, parity=parity.to_dict())
     raise typer.Exit(code or (0 if parity.ok else 1))
 

@@ -101,5 +101,5 @@ def test_report_of_a_folder_without_results_names_the_file(tmp_path):
 def test_train_with_missing_data_is_a_clear_error(tmp_path):
     installed_or_skip(1)
     result = runner.invoke(app, ["train", "lenet", "--frameworks", "torch", "--data-dir", str(tmp_path / "none"),
-                                 "--out", str(tmp_path / "run"), "--no-progress"], terminal_width=200)
+                                 "--out", str(tmp_path / "run"), "--no-progress", "--no-parity"], terminal_width=200)
     assert result.exit_code == 2 and str(tmp_path / "none") in result.output
