@@ -122,7 +122,7 @@ def conv2d(x, weight, bias=None, stride=(1, 1), pads=((0, 0), (0, 0))) -> np.nda
 
 def batchnorm(x, gamma, beta, mean, var, eps) -> np.ndarray:
     shape = (1, -1) + (1,) * (np.ndim(x) - 2)
-    r = lambda v: np.asarray(v, np.float64).reshape(shape)  # noqa: E731
+    r = lambda v: np.asarray(v, np.float64).reshape(shape)
     return r(gamma) * (np.asarray(x, np.float64) - r(mean)) / np.sqrt(r(var) + eps) + r(beta)
 
 
@@ -627,7 +627,23 @@ def _border_diagnosis(evidence, fd, name, kind, border):
             f"(zeros vs -inf for max pooling) or count_include_pad (average pooling) differs before it")
 
 
-__all__ = ["diagnose", "conv2d", "batchnorm", "rel_error", "close", "detect_pixel_shift", "detect_channel_scale",
-           "detect_channel_offset", "detect_border_only", "detect_relu_relation", "detect_flatten_permutation",
-           "detect_dropout_mask", "detect_one_sided", "detect_shape_off_by_one", "detect_negative_only",
-           "conv_hypotheses", "dense_hypotheses", "batchnorm_eps_hypothesis"]
+__all__ = [
+    "batchnorm",
+    "batchnorm_eps_hypothesis",
+    "close",
+    "conv2d",
+    "conv_hypotheses",
+    "dense_hypotheses",
+    "detect_border_only",
+    "detect_channel_offset",
+    "detect_channel_scale",
+    "detect_dropout_mask",
+    "detect_flatten_permutation",
+    "detect_negative_only",
+    "detect_one_sided",
+    "detect_pixel_shift",
+    "detect_relu_relation",
+    "detect_shape_off_by_one",
+    "diagnose",
+    "rel_error",
+]

@@ -35,8 +35,8 @@ without verify_port.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -277,7 +277,7 @@ def param_ops(ops):
 
 # ------------------------------------------------------------------------------------ PyTorch
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _torch_classes():
     from netparity.backends.frameworks import import_torch
 
@@ -376,7 +376,7 @@ def build_torch(ops):
 
 # -------------------------------------------------------------------------------------- MXNet
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mxnet_classes():
     from netparity.backends.frameworks import import_mxnet
 
@@ -474,7 +474,7 @@ def build_mxnet(ops):
 
 # -------------------------------------------------------------------------------------- Keras
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _keras_classes():
     from netparity.backends.frameworks import import_keras
 
@@ -781,5 +781,20 @@ def ops_differences(a, b) -> int:
     return len(diffs)
 
 
-__all__ = ["Entry", "CATALOGUE", "CORRECT", "WRONG", "MISTAKE_CODES", "ARCHS", "MISTAKES", "get", "build",
-           "forward", "train_forward", "set_canonical", "random_canonical", "running_means", "infer_shapes"]
+__all__ = [
+    "ARCHS",
+    "CATALOGUE",
+    "CORRECT",
+    "MISTAKES",
+    "MISTAKE_CODES",
+    "WRONG",
+    "Entry",
+    "build",
+    "forward",
+    "get",
+    "infer_shapes",
+    "random_canonical",
+    "running_means",
+    "set_canonical",
+    "train_forward",
+]
