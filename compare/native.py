@@ -1,0 +1,884 @@
+"""A framework-neutral view of a hand-written native model.
+
+``trace`` runs one forward pass of a PyTorch ``nn.Module``, a Gluon ``Block``
+or a functional/Sequential Keras ``Model`` and lists its parameterised layers
+(conv 2d, dense, batchnorm) in execution order, each with its configuration as
+the framework states it, its output in PyTorch's layout (NCHW; flat features in
+(C, H, W) order) and its weights in the canonical layout (PyTorch's: conv OIHW,
+dense (out, in), BatchNorm weight/bias/running_mean/running_var).
+``set_canonical_weights`` writes canonical weights back into a native layer.
+
+A layer that holds parameters but is none of the three kinds is listed with
+kind ``"unknown"``, so that an alignment can say where it stops.
+
+No framework is imported here just to test a type: ``framework_of`` looks only
+at frameworks already in ``sys.modules``. The execution orders:
+
+- PyTorch and Gluon: the order in which the layers' forward calls begin
+  (forward pre-hooks), so a container holding its own parameters comes before
+  its children. Gluon models run imperatively (hybridization paused).
+- Keras: a depth-first walk back from the outputs, each node's inputs in call
+  order (so for ``Concatenate([a, b])`` all of branch ``a`` comes before ``b``,
+  as in the code of a PyTorch/Gluon ``forward``). Nested functional/Sequential
+  models are walked into; each call of a shared layer is its own entry.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+KINDS = ("conv2d", "dense", "batchnorm")
+FRAMEWORKS = ("torch", "mxnet", "keras")
+
+
+class NotSupported(TypeError):
+    """A model this module cannot trace (a subclassed Keras model, an unknown object)."""
+
+
+# ---------------------------------------------------------------------------------------
+# Which framework
+# ---------------------------------------------------------------------------------------
+
+def framework_of(model) -> str:
+    """"torch", "mxnet" or "keras", by isinstance against frameworks already imported."""
+    # Keras first: on its torch backend a Keras layer is also a torch nn.Module.
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(model, keras.layers.Layer):
+        return "keras"
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        return "torch"
+    mxnet = sys.modules.get("mxnet")
+    if mxnet is not None and isinstance(model, mxnet.gluon.Block):
+        return "mxnet"
+    kind = f"{type(model).__module__}.{type(model).__qualname__}"
+    raise NotSupported(f"not a native model: {kind} is not a PyTorch nn.Module, an MXNet Gluon Block or a "
+                       "Keras Model (of the frameworks imported in this process)")
+
+
+# ---------------------------------------------------------------------------------------
+# Flat feature orders (Keras channels_last flattening)
+# ---------------------------------------------------------------------------------------
+
+def hwc_permutation(chw) -> np.ndarray:
+    """``perm[j]`` = the (C, H, W)-flat index of the j-th feature of an (H, W, C) flattening."""
+    c, h, w = (int(v) for v in chw)
+    return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+
+
+def flat_to_canonical(value: np.ndarray, perm: np.ndarray | None) -> np.ndarray:
+    """Features along the last axis from the native flat order into (C, H, W) order."""
+    if perm is None:
+        return value
+    out = np.empty_like(value)
+    out[..., perm] = value
+    return out
+
+
+def flat_to_native(value: np.ndarray, perm: np.ndarray | None) -> np.ndarray:
+    if perm is None:
+        return value
+    return value[..., perm]
+
+
+# ---------------------------------------------------------------------------------------
+# The traced layer
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class TracedLayer:
+    """One call of a parameterised layer.
+
+    ``config`` as the framework states it (padding 'same' stays 'same'; BatchNorm
+    momentum is converted to PyTorch's convention). ``output`` is in PyTorch's
+    layout: ``layout`` says what was converted ("NCHW", "NHWC->NCHW", "flat",
+    "flat HWC->CHW"). ``flatten_source`` is the (C, H, W) shape of a Keras
+    Flatten feeding this layer (possibly through elementwise layers).
+    """
+
+    index: int
+    name: str
+    kind: str  # conv2d | dense | batchnorm | unknown
+    type_name: str
+    framework: str
+    config: dict
+    output: np.ndarray | None = field(default=None, repr=False)
+    layout: str = "NCHW"
+    flatten_source: tuple | None = None
+    call: int = 1  # the n-th call of a shared layer
+    native: Any = field(default=None, repr=False, compare=False)
+    flat_perm: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The layer's weights now, canonical layout, float32 copies."""
+        return _READERS[self.framework](self)
+
+    def weight_shapes(self) -> dict[str, tuple]:
+        return {k: tuple(v.shape) for k, v in self.weights().items()}
+
+    @property
+    def shape(self) -> tuple:
+        """The main parameter's canonical shape (conv OIHW, dense (out, in), BN (C,))."""
+        shapes = self.weight_shapes()
+        for key in ("weight", "running_mean", "bias"):
+            if key in shapes:
+                return shapes[key]
+        return tuple(next(iter(shapes.values()), ()))
+
+    def describe(self) -> str:
+        return f"#{self.index} {self.name} ({self.type_name})"
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "name": self.name, "kind": self.kind, "type": self.type_name,
+                "framework": self.framework, "config": _jsonable(self.config), "layout": self.layout,
+                "flatten_source": None if self.flatten_source is None else list(self.flatten_source),
+                "call": self.call, "shape": list(self.shape) if self.kind != "unknown" else None}
+
+
+class Trace(list):
+    """The traced layers (a list) plus what else one forward pass showed."""
+
+    def __init__(self, layers=(), framework: str = "", output=None, data_format: str = "channels_first",
+                 dropout: list | None = None, untraced: list | None = None):
+        super().__init__(layers)
+        self.framework = framework
+        self.output = output  # the model's (first) output, canonical layout
+        self.data_format = data_format
+        self.dropout = dropout or []  # names of dropout layers with p > 0
+        self.untraced = untraced or []  # parameterised layers that never ran as a layer call
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _torch_momentum(m):
+    """Keras/MXNet momentum weighs the old running value: PyTorch's is 1 - m."""
+    return None if m is None else round(1.0 - float(m), 10)
+
+
+def effective_padding(padding, kernel, stride, before=None):
+    """Conv padding as ((top, bottom), (left, right)) zeros, ``before`` being a separate
+    ZeroPadding2D's; 'same' stays 'same' unless it is symmetric (stride 1, odd kernel)."""
+    extra = tuple(tuple(int(v) for v in p) for p in before) if before else ((0, 0), (0, 0))
+    if isinstance(padding, str):
+        if padding == "valid":
+            return extra
+        if padding == "same" and all(int(s) == 1 for s in stride) and all(int(k) % 2 for k in kernel):
+            return tuple((int(k) // 2 + e[0], int(k) // 2 + e[1]) for k, e in zip(kernel, extra))
+        return padding
+    ph, pw = (int(v) for v in padding)
+    return ((ph + extra[0][0], ph + extra[0][1]), (pw + extra[1][0], pw + extra[1][1]))
+
+
+def _record_names(model) -> dict:
+    """id(native layer) -> spec path, for a model netparity built (its build record)."""
+    record = getattr(model, "_netparity_record", None)
+    names = {}
+    for path, native in (getattr(record, "layers", None) or {}).items():
+        if not isinstance(native, (list, tuple)):
+            names.setdefault(id(native), path)
+    return names
+
+
+def _f32(value) -> np.ndarray:
+    return np.array(value, dtype=np.float32, copy=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Tracing
+# ---------------------------------------------------------------------------------------
+
+def trace(model, x_nchw, framework: str | None = None, training: bool = False) -> Trace:
+    """The parameterised layers of ``model`` in execution order, from one forward pass on
+    ``x_nchw`` (NCHW numpy; transposed to NHWC for a channels_last Keras model).
+
+    ``training=True`` runs in training mode (PyTorch ``.train()``, Gluon
+    ``record(train_mode=True)`` plus a backward so that BatchNorm's running
+    statistics move as in the other frameworks, Keras ``training=True``); the
+    model is left in the mode it was in.
+    """
+    framework = framework or framework_of(model)
+    x = np.asarray(x_nchw, dtype=np.float32)
+    if framework == "torch":
+        return _trace_torch(model, x, training)
+    if framework == "mxnet":
+        return _trace_mxnet(model, x, training)
+    if framework == "keras":
+        return _trace_keras(model, x, training)
+    raise NotSupported(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
+
+
+def set_canonical_weights(model, traced_layer: TracedLayer, weights: dict, flatten_source=None) -> list[str]:
+    """Write canonical weights into the native layer of ``traced_layer`` (inverse
+    conversions). Keys the layer lacks are skipped; returns notes on what was skipped.
+    ``flatten_source`` (C, H, W): the Keras dense/BN input is an (H, W, C) flattening of
+    that shape (default: what trace found)."""
+    perm = traced_layer.flat_perm
+    if flatten_source is not None:
+        perm = hwc_permutation(flatten_source)
+    return _WRITERS[traced_layer.framework](traced_layer, weights, perm)
+
+
+def _check_shape(layer: TracedLayer, key: str, value: np.ndarray, expected: tuple) -> None:
+    if tuple(value.shape) != tuple(expected):
+        raise ValueError(f"{layer.describe()}: weight {key!r} of shape {tuple(value.shape)} does not fit "
+                         f"its canonical shape {tuple(expected)}")
+
+
+def _skipped(layer: TracedLayer, weights: dict, present: dict) -> list[str]:
+    return [f"{layer.name}: {key} not copied (the layer has none)" for key in weights if key not in present]
+
+
+# -- PyTorch ------------------------------------------------------------------------------
+
+def _torch_kind(module) -> str | None:
+    nn = sys.modules["torch"].nn
+    if isinstance(module, nn.Conv2d):
+        return "conv2d"
+    if isinstance(module, nn.Linear):
+        return "dense"
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)):
+        return "batchnorm"
+    return None
+
+
+def _torch_own_parameters(module) -> bool:
+    return any(p is not None for p in module._parameters.values())
+
+
+def _torch_config(module, kind: str) -> dict:
+    if kind == "conv2d":
+        return {"in_channels": module.in_channels, "out_channels": module.out_channels,
+                "kernel": tuple(module.kernel_size), "stride": tuple(module.stride),
+                "padding": module.padding if isinstance(module.padding, str) else tuple(module.padding),
+                "dilation": tuple(module.dilation), "groups": module.groups, "bias": module.bias is not None,
+                "padding_mode": module.padding_mode,
+                "effective_padding": effective_padding(module.padding, module.kernel_size, module.stride)}
+    if kind == "dense":
+        return {"in_features": module.in_features, "out_features": module.out_features,
+                "bias": module.bias is not None}
+    if kind == "batchnorm":
+        return {"channels": module.num_features, "eps": float(module.eps),
+                "momentum": None if module.momentum is None else float(module.momentum),
+                "affine": module.affine, "track_running_stats": module.track_running_stats}
+    return {"parameters": {n: tuple(p.shape) for n, p in module._parameters.items() if p is not None}}
+
+
+def _trace_torch(model, x, training: bool) -> Trace:
+    torch = sys.modules["torch"]
+    names = _record_names(model)
+    for name, module in model.named_modules():
+        names.setdefault(id(module), name or type(module).__name__)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    started: list = []  # (module, call) in the order forwards begin
+    outputs: dict = {}
+    calls: dict = {}
+    ran: set = set()
+
+    def pre(module, _inputs):
+        ran.add(id(module))
+        if _torch_kind(module) or _torch_own_parameters(module):
+            calls[id(module)] = calls.get(id(module), 0) + 1
+            entry = (module, calls[id(module)])
+            started.append(entry)
+            module._netparity_entry = len(started) - 1
+
+    def post(module, _inputs, out):
+        position = getattr(module, "_netparity_entry", None)
+        if position is not None and started[position][0] is module:
+            value = out[0] if isinstance(out, (tuple, list)) else out
+            if isinstance(value, torch.Tensor):
+                outputs[position] = value.detach().float().cpu().numpy()
+
+    handles = []
+    modes = {m: m.training for m in model.modules()}
+    for module in model.modules():
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+    model.train(training)
+    try:
+        with torch.no_grad():
+            out = model(torch.from_numpy(x).to(device=device, dtype=dtype))
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, mode in modes.items():
+            module.training = mode
+            if hasattr(module, "_netparity_entry"):
+                del module._netparity_entry
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    layers = []
+    for position, (module, call) in enumerate(started):
+        kind = _torch_kind(module) or "unknown"
+        name = names.get(id(module), type(module).__name__)
+        output = outputs.get(position)
+        layers.append(TracedLayer(len(layers), name if call == 1 else f"{name}#{call}", kind,
+                                  type(module).__name__, "torch", _torch_config(module, kind), output,
+                                  "flat" if output is not None and output.ndim == 2 else "NCHW",
+                                  call=call, native=module))
+    dropout = [names[id(m)] for m in model.modules()
+               if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0]
+    untraced = [names[id(m)] for m in model.modules()
+                if id(m) not in ran and (_torch_kind(m) or _torch_own_parameters(m))]
+    return Trace(layers, "torch", out.detach().float().cpu().numpy(), "channels_first", dropout, untraced)
+
+
+_TORCH_BN_KEYS = ("weight", "bias", "running_mean", "running_var")
+
+
+def _torch_tensors(layer: TracedLayer) -> dict:
+    module = layer.native
+    keys = _TORCH_BN_KEYS if layer.kind == "batchnorm" else ("weight", "bias")
+    if layer.kind == "unknown":
+        return {n: p for n, p in module._parameters.items() if p is not None}
+    return {k: getattr(module, k) for k in keys if getattr(module, k, None) is not None}
+
+
+def _read_torch(layer: TracedLayer) -> dict:
+    return {k: _f32(t.detach().float().cpu().numpy()) for k, t in _torch_tensors(layer).items()}
+
+
+def _write_torch(layer: TracedLayer, weights: dict, perm) -> list[str]:
+    torch = sys.modules["torch"]
+    present = _torch_tensors(layer)
+    with torch.no_grad():
+        for key, tensor in present.items():
+            if key not in weights:
+                continue
+            value = np.asarray(weights[key], dtype=np.float32)
+            _check_shape(layer, key, value, tuple(tensor.shape))
+            tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(tensor.dtype))
+    return _skipped(layer, weights, present)
+
+
+# -- MXNet Gluon --------------------------------------------------------------------------
+
+def _children(block):
+    for name, child in block._children.items():
+        yield name, (child() if callable(child) and not hasattr(child, "_children") else child)
+
+
+def _mxnet_kind(block) -> str | None:
+    nn = sys.modules["mxnet"].gluon.nn
+    if isinstance(block, nn.Conv2D) and block._kwargs.get("layout", "NCHW") == "NCHW":
+        return "conv2d"
+    if isinstance(block, nn.Dense):
+        return "dense"
+    if isinstance(block, nn.BatchNorm):
+        return "batchnorm"
+    return None
+
+
+def _mxnet_own_parameters(block) -> bool:
+    constant = sys.modules["mxnet"].gluon.Constant
+    return any(not isinstance(p, constant) for p in getattr(block, "_reg_params", {}).values())
+
+
+def _act_name(act) -> str | None:
+    if act is None:
+        return None
+    return getattr(act, "_act_type", None) or type(act).__name__
+
+
+def _mxnet_config(block, kind: str) -> dict:
+    kw = getattr(block, "_kwargs", {})
+    if kind == "conv2d":
+        weight = block.weight.shape
+        return {"in_channels": int(weight[1]) * kw["num_group"], "out_channels": kw["num_filter"],
+                "kernel": tuple(kw["kernel"]), "stride": tuple(kw["stride"]), "padding": tuple(kw["pad"]),
+                "dilation": tuple(kw["dilate"]), "groups": kw["num_group"], "bias": not kw["no_bias"],
+                "activation": _act_name(block.act),
+                "effective_padding": effective_padding(kw["pad"], kw["kernel"], kw["stride"])}
+    if kind == "dense":
+        return {"in_features": int(block.weight.shape[1]), "out_features": int(block._units),
+                "bias": block.bias is not None, "flatten": bool(block._flatten), "activation": _act_name(block.act)}
+    if kind == "batchnorm":
+        return {"channels": int(block.running_mean.shape[0]), "eps": float(kw["eps"]),
+                "momentum": _torch_momentum(kw["momentum"]), "axis": kw["axis"],
+                "fix_gamma": bool(kw["fix_gamma"]), "use_global_stats": bool(kw["use_global_stats"])}
+    return {"parameters": {n: tuple(p.shape) for n, p in block._reg_params.items()}}
+
+
+@contextmanager
+def _gluon_imperative(model):
+    """Pause hybridization (like backends/mxnet.py ``_imperative``): hooks fire per block."""
+    paused, stack = [], [model]
+    while stack:
+        block = stack.pop()
+        if getattr(block, "_active", False):
+            paused.append(block)
+        stack.extend(child for _, child in _children(block))
+    for block in paused:
+        block._active = False
+    try:
+        yield
+    finally:
+        for block in paused:
+            block._active = True
+
+
+def _mxnet_context(model):
+    mx = sys.modules["mxnet"]
+    for param in model.collect_params().values():
+        try:
+            return param.list_ctx()[0]
+        except Exception:  # deferred initialisation: no context yet
+            continue
+    return mx.cpu()
+
+
+def _trace_mxnet(model, x, training: bool) -> Trace:
+    mx = sys.modules["mxnet"]
+    names, stack = {id(model): model.name, **_record_names(model)}, [("", model)]
+    blocks = []
+    while stack:
+        prefix, block = stack.pop(0)
+        blocks.append(block)
+        for name, child in _children(block):
+            path = f"{prefix}.{name}" if prefix else name
+            names.setdefault(id(child), path)
+            stack.append((path, child))
+    started, outputs, calls, ran = [], {}, {}, set()
+
+    def pre(block, _inputs):
+        ran.add(id(block))
+        if _mxnet_kind(block) or _mxnet_own_parameters(block):
+            calls[id(block)] = calls.get(id(block), 0) + 1
+            started.append((block, calls[id(block)]))
+            block._netparity_entry = len(started) - 1
+
+    def post(block, _inputs, out):
+        position = getattr(block, "_netparity_entry", None)
+        if position is not None and started[position][0] is block:
+            value = out[0] if isinstance(out, (tuple, list)) else out
+            if isinstance(value, mx.nd.NDArray):
+                outputs[position] = value.asnumpy().astype(np.float32)
+
+    handles = [h for block in blocks for h in (block.register_forward_pre_hook(pre),
+                                                block.register_forward_hook(post))]
+    batch = mx.nd.array(x, ctx=_mxnet_context(model), dtype=np.float32)
+    try:
+        with _gluon_imperative(model):
+            if training:
+                # Gluon moves BatchNorm running statistics only in backward: run one, like a step.
+                with mx.autograd.record(train_mode=True):
+                    out = model(batch)
+                    head = out[0] if isinstance(out, (tuple, list)) else out
+                try:
+                    head.backward()
+                except Exception:  # no parameter needs a gradient: statistics stay put
+                    pass
+            else:
+                out = model(batch)
+    finally:
+        for handle in handles:
+            handle.detach()
+        for block in blocks:
+            if hasattr(block, "_netparity_entry"):
+                del block._netparity_entry
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    layers = []
+    for position, (block, call) in enumerate(started):
+        kind = _mxnet_kind(block) or "unknown"
+        name = names.get(id(block), block.name)
+        output = outputs.get(position)
+        layers.append(TracedLayer(len(layers), name if call == 1 else f"{name}#{call}", kind,
+                                  type(block).__name__, "mxnet", _mxnet_config(block, kind), output,
+                                  "flat" if output is not None and output.ndim == 2 else "NCHW",
+                                  call=call, native=block))
+    dropout = [names[id(b)] for b in blocks
+               if isinstance(b, mx.gluon.nn.Dropout) and float(b._rate) > 0]
+    untraced = [names[id(b)] for b in blocks
+                if id(b) not in ran and (_mxnet_kind(b) or _mxnet_own_parameters(b))]
+    return Trace(layers, "mxnet", out.asnumpy().astype(np.float32), "channels_first", dropout, untraced)
+
+
+_MXNET_NAMES = {"batchnorm": {"weight": "gamma", "bias": "beta", "running_mean": "running_mean",
+                              "running_var": "running_var"},
+                "conv2d": {"weight": "weight", "bias": "bias"}, "dense": {"weight": "weight", "bias": "bias"}}
+
+
+def _mxnet_params(layer: TracedLayer) -> dict:
+    block = layer.native
+    if layer.kind == "unknown":
+        return dict(block._reg_params)
+    params = {}
+    for key, native in _MXNET_NAMES[layer.kind].items():
+        param = getattr(block, native, None)
+        if param is None:
+            continue
+        if layer.kind == "batchnorm" and key == "weight" and block._kwargs.get("fix_gamma"):
+            continue  # gamma is fixed at 1 (scale=False): not a weight of the function
+        params[key] = param
+    return params
+
+
+def _read_mxnet(layer: TracedLayer) -> dict:
+    return {k: _f32(p.data().asnumpy()) for k, p in _mxnet_params(layer).items()}
+
+
+def _write_mxnet(layer: TracedLayer, weights: dict, perm) -> list[str]:
+    mx = sys.modules["mxnet"]
+    present = _mxnet_params(layer)
+    for key, param in present.items():
+        if key not in weights:
+            continue
+        value = np.asarray(weights[key], dtype=np.float32)
+        _check_shape(layer, key, value, tuple(param.shape))
+        param.set_data(mx.nd.array(value, ctx=param.list_ctx()[0], dtype=param.dtype))
+    return _skipped(layer, weights, present)
+
+
+# -- Keras --------------------------------------------------------------------------------
+
+def _keras_functional_class():
+    try:
+        from keras.src.models.functional import Functional
+    except ImportError:  # pragma: no cover - a future Keras moved it
+        return None
+    return Functional
+
+
+def _keras_graph(model):
+    """The functional graph behind a functional or Sequential model, or None."""
+    keras = sys.modules["keras"]
+    if isinstance(model, keras.Sequential):
+        if getattr(model, "_functional", None) is None and not model.built:
+            return None
+        return getattr(model, "_functional", None)
+    functional = _keras_functional_class()
+    if functional is not None and isinstance(model, functional):
+        return model
+    return None
+
+
+def _keras_kind(layer) -> str | None:
+    layers = sys.modules["keras"].layers
+    if isinstance(layer, layers.Conv2D):
+        return "conv2d"
+    if isinstance(layer, layers.Dense):
+        return "dense"
+    if isinstance(layer, layers.BatchNormalization):
+        return "batchnorm"
+    return None
+
+
+def _keras_conv_format(model) -> str | None:
+    keras = sys.modules["keras"]
+    for layer in _keras_all_layers(model):
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
+                              keras.layers.ZeroPadding2D)):
+            return layer.data_format
+    return None
+
+
+def _keras_all_layers(model):
+    stack = [model]
+    while stack:
+        layer = stack.pop(0)
+        yield layer
+        if _keras_graph(layer) is not None:
+            stack.extend(layer.layers)
+
+
+def keras_data_format(model, chw=None) -> str:
+    """channels_last or channels_first: from the conv/pool layers, else the input shape, else
+    Keras' configured image_data_format."""
+    keras = sys.modules["keras"]
+    found = _keras_conv_format(model)
+    if found:
+        return found
+    graph = _keras_graph(model)
+    if graph is not None and chw is not None:
+        shape = tuple(graph.inputs[0].shape[1:])
+        if len(shape) == 3:
+            c, h, w = chw
+            if shape == (h, w, c) and shape != (c, h, w):
+                return "channels_last"
+            if shape == (c, h, w) and shape != (h, w, c):
+                return "channels_first"
+    return keras.config.image_data_format()
+
+
+def keras_input_shape(model) -> tuple | None:
+    """(C, H, W) from a Keras model's declared input, or None when it is not static."""
+    graph = _keras_graph(model)
+    if graph is None or not graph.inputs:
+        return None
+    shape = tuple(graph.inputs[0].shape[1:])
+    if len(shape) != 3 or any(v is None for v in shape):
+        return None
+    if keras_data_format(model) == "channels_last":
+        h, w, c = shape
+        return (int(c), int(h), int(w))
+    return tuple(int(v) for v in shape)
+
+
+def _keras_config(layer, kind: str, padding_before) -> dict:
+    if kind == "conv2d":
+        kernel_shape = tuple(layer.kernel.shape)
+        config = {"in_channels": int(kernel_shape[2]) * int(layer.groups), "out_channels": int(layer.filters),
+                  "kernel": tuple(layer.kernel_size), "stride": tuple(layer.strides), "padding": layer.padding,
+                  "dilation": tuple(layer.dilation_rate), "groups": int(layer.groups), "bias": layer.use_bias,
+                  "data_format": layer.data_format, "activation": getattr(layer.activation, "__name__", None)}
+        if padding_before is not None:
+            config["zero_padding_before"] = padding_before  # a separate ZeroPadding2D layer feeds it
+        config["effective_padding"] = effective_padding(layer.padding, layer.kernel_size, layer.strides,
+                                                        padding_before)
+        return config
+    if kind == "dense":
+        return {"in_features": int(layer.kernel.shape[0]), "out_features": int(layer.units),
+                "bias": layer.use_bias, "activation": getattr(layer.activation, "__name__", None)}
+    if kind == "batchnorm":
+        channels = int(layer.moving_mean.shape[0])
+        return {"channels": channels, "eps": float(layer.epsilon), "momentum": _torch_momentum(layer.momentum),
+                "axis": layer.axis, "center": layer.center, "scale": layer.scale}
+    return {"parameters": {v.path if hasattr(v, "path") else v.name: tuple(v.shape) for v in layer.weights}}
+
+
+class _KerasRun:
+    """Runs a functional graph node by node, eagerly, recording parameterised calls."""
+
+    def __init__(self, training: bool, data_format: str):
+        self.training = training
+        self.channels_last = data_format == "channels_last"
+        self.entries = []  # (layer, name, call, output value, perm, chw, padding_before)
+        self.calls = {}
+        self.dropout = []
+
+    def order(self, graph):
+        """Nodes in depth-first post-order from the outputs (iterative)."""
+        inputs = {id(t) for t in graph.inputs}
+        done, ordered = set(), []
+        for out in graph.outputs:
+            stack = [(out, False)]
+            while stack:
+                tensor, expanded = stack.pop()
+                op, node_index, _ = tensor._keras_history
+                if op is None or id(tensor) in inputs:
+                    continue
+                node = op._inbound_nodes[node_index]
+                if id(node) in done:
+                    continue
+                if expanded:
+                    done.add(id(node))
+                    ordered.append(node)
+                    continue
+                stack.append((tensor, True))
+                for parent in reversed(list(node.input_tensors)):
+                    stack.append((parent, False))
+        return ordered
+
+    def run(self, graph, values, layouts, prefix: str):
+        """Feed ``values`` (flat list for graph.inputs); returns output values and their flat perms."""
+        tensors = {id(t): v for t, v in zip(graph.inputs, values)}
+        perms = {id(t): p for t, p in zip(graph.inputs, layouts)}
+        for node in self.order(graph):
+            op = node.operation
+            if node.is_input or op is None:
+                continue
+            args, kwargs = node.arguments.fill_in(tensors)
+            in_perms = [perms.get(id(t)) for t in node.input_tensors]
+            inner = _keras_graph(op) if op is not graph else None
+            name = f"{prefix}{op.name}"
+            if inner is not None:
+                flat = [tensors[id(t)] for t in node.input_tensors]
+                outs, out_perms = self.run(inner, flat, in_perms, f"{name}/")
+            else:
+                if "training" in getattr(op, "_call_context_args", ()) or getattr(op, "_call_has_training_arg",
+                                                                                  False):
+                    kwargs["training"] = self.training
+                result = op(*args, **kwargs)
+                outs = list(result) if isinstance(result, (list, tuple)) else [result]
+                out_perms = [self.propagate(op, node, in_perms, outs)] * len(outs)
+                self.record(op, node, name, outs, in_perms, out_perms[0] if out_perms else None)
+            for t, v, p in zip(node.outputs, outs, out_perms):
+                tensors[id(t)] = v
+                perms[id(t)] = p
+        return [tensors[id(t)] for t in graph.outputs], [perms.get(id(t)) for t in graph.outputs]
+
+    def propagate(self, op, node, in_perms, outs):
+        """The flat feature order of this op's output (None: canonical or not flat)."""
+        keras = sys.modules["keras"]
+        ins = list(node.input_tensors)
+        if not ins or len(outs) != 1:
+            return None
+        in_shape = tuple(ins[0].shape)
+        out_shape = tuple(outs[0].shape)
+        flattening = isinstance(op, keras.layers.Flatten) or (isinstance(op, keras.layers.Reshape)
+                                                               and len(out_shape) == 2)
+        if flattening and len(in_shape) == 4:
+            _, a, b, c = in_shape  # the tensor as the model holds it
+            chw = (c, a, b) if self.channels_last else (a, b, c)
+            index = np.arange(int(np.prod(chw))).reshape(1, *chw)  # canonical NCHW positions
+            native = index.transpose(0, 2, 3, 1) if self.channels_last else index
+            if isinstance(op, keras.layers.Flatten) and op.data_format == "channels_first":
+                native = np.moveaxis(native, 1, -1)  # Keras' Flatten moves channels last first
+            perm = native.reshape(-1)
+            return None if np.array_equal(perm, np.arange(perm.size)) else perm
+        if isinstance(op, (keras.layers.Dense, keras.layers.Reshape, keras.layers.Permute,
+                           keras.layers.Concatenate)):
+            return None
+        known = [p for p in in_perms if p is not None]
+        if known and all(p is not None and np.array_equal(p, known[0]) for p in in_perms) \
+                and all(tuple(t.shape) == out_shape for t in ins):
+            return known[0]  # elementwise: the feature order passes through
+        return None
+
+    def record(self, op, node, name, outs, in_perms, out_perm):
+        keras = sys.modules["keras"]
+        if isinstance(op, (keras.layers.Dropout, keras.layers.SpatialDropout2D)) and float(op.rate) > 0:
+            self.dropout.append(name)
+        kind = _keras_kind(op)
+        if kind is None and not (getattr(op, "weights", None) or []):
+            return
+        self.calls[id(op)] = self.calls.get(id(op), 0) + 1
+        call = self.calls[id(op)]
+        perm = in_perms[0] if in_perms and kind in ("dense", "batchnorm") else None
+        chw = None
+        if perm is not None:
+            source = node.input_tensors[0]
+            chw = self.flat_source(source)
+        padding_before = None
+        if kind == "conv2d" and node.input_tensors:
+            parent = node.input_tensors[0]._keras_history[0]
+            if isinstance(parent, keras.layers.ZeroPadding2D):
+                padding_before = tuple(tuple(int(v) for v in p) for p in parent.padding)
+        self.entries.append((op, name if call == 1 else f"{name}#{call}", call, outs[0], perm, chw,
+                             padding_before, out_perm))
+
+    def flat_source(self, tensor):
+        """(C, H, W) of the 4D tensor a flat tensor was flattened from (walking back)."""
+        keras = sys.modules["keras"]
+        for _ in range(64):
+            op, node_index, _ = tensor._keras_history
+            if op is None:
+                return None
+            node = op._inbound_nodes[node_index]
+            ins = list(node.input_tensors)
+            if not ins:
+                return None
+            shape = tuple(ins[0].shape)
+            if len(shape) == 4 and isinstance(op, (keras.layers.Flatten, keras.layers.Reshape)):
+                _, a, b, c = shape
+                return (int(c), int(a), int(b)) if self.channels_last else (int(a), int(b), int(c))
+            tensor = ins[0]
+        return None
+
+
+def _keras_value(value) -> np.ndarray:
+    ops = sys.modules["keras"].ops
+    return np.asarray(ops.convert_to_numpy(value), dtype=np.float32)
+
+
+def _to_canonical(value: np.ndarray, channels_last: bool, perm) -> tuple[np.ndarray, str]:
+    if value.ndim == 4:
+        if channels_last:
+            return np.ascontiguousarray(value.transpose(0, 3, 1, 2)), "NHWC->NCHW"
+        return value, "NCHW"
+    if value.ndim == 2 and perm is not None:
+        return flat_to_canonical(value, perm), "flat HWC->CHW"
+    return value, "flat" if value.ndim == 2 else f"{value.ndim}D"
+
+
+def _trace_keras(model, x, training: bool) -> Trace:
+    keras = sys.modules["keras"]
+    if isinstance(model, keras.Sequential) and _keras_graph(model) is None:
+        c, h, w = x.shape[1:]
+        fmt = keras.config.image_data_format()
+        model.build((None, h, w, c) if fmt == "channels_last" else (None, c, h, w))
+    graph = _keras_graph(model)
+    if graph is None:
+        raise NotSupported(f"{type(model).__name__} is a subclassed Keras model: netparity traces functional and "
+                           "Sequential models only (their graph is known); build the port with the functional "
+                           "API, e.g. keras.Model(inputs, outputs)")
+    data_format = keras_data_format(model, x.shape[1:])
+    channels_last = data_format == "channels_last"
+    batch = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if channels_last else x
+    runner = _KerasRun(training, data_format)
+    outs, perms = runner.run(graph, [keras.ops.convert_to_tensor(batch)], [None], "")
+    layers = []
+    for op, name, call, value, perm, chw, padding_before, out_perm in runner.entries:
+        kind = _keras_kind(op) or "unknown"
+        output, layout = _to_canonical(_keras_value(value), channels_last, out_perm)
+        layers.append(TracedLayer(len(layers), name, kind, type(op).__name__, "keras",
+                                  _keras_config(op, kind, padding_before), output, layout, chw, call, op, perm))
+    final, _ = _to_canonical(_keras_value(outs[0]), channels_last, perms[0])
+    ran = {id(op) for op, *_ in runner.entries}
+    untraced = [layer.name for layer in _keras_all_layers(model)
+                if layer is not model and _keras_graph(layer) is None and id(layer) not in ran
+                and (_keras_kind(layer) or layer.weights)]
+    return Trace(layers, "keras", final, data_format, runner.dropout, untraced)
+
+
+_KERAS_NAMES = {"conv2d": {"weight": "kernel", "bias": "bias"}, "dense": {"weight": "kernel", "bias": "bias"},
+                "batchnorm": {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
+                              "running_var": "moving_variance"}}
+
+
+def _keras_variables(layer: TracedLayer) -> dict:
+    if layer.kind == "unknown":
+        return {v.name: v for v in layer.native.weights}
+    return {key: getattr(layer.native, name) for key, name in _KERAS_NAMES[layer.kind].items()
+            if getattr(layer.native, name, None) is not None}
+
+
+def _keras_to_canonical(kind: str, key: str, value: np.ndarray, perm) -> np.ndarray:
+    if kind == "conv2d" and key == "weight":
+        return value.transpose(3, 2, 0, 1)  # HWIO -> OIHW
+    if kind == "dense" and key == "weight":
+        return flat_to_canonical(value.T, perm)  # (in, out) -> (out, in), rows into (C, H, W) order
+    if kind == "batchnorm":
+        return flat_to_canonical(value, perm)
+    return value
+
+
+def _keras_from_canonical(kind: str, key: str, value: np.ndarray, perm) -> np.ndarray:
+    if kind == "conv2d" and key == "weight":
+        return value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+    if kind == "dense" and key == "weight":
+        return flat_to_native(value, perm).T
+    if kind == "batchnorm":
+        return flat_to_native(value, perm)
+    return value
+
+
+def _read_keras(layer: TracedLayer) -> dict:
+    return {key: _f32(np.ascontiguousarray(_keras_to_canonical(layer.kind, key, _keras_value(v), layer.flat_perm)))
+            for key, v in _keras_variables(layer).items()}
+
+
+def _write_keras(layer: TracedLayer, weights: dict, perm) -> list[str]:
+    present = _keras_variables(layer)
+    for key, variable in present.items():
+        if key not in weights:
+            continue
+        value = np.asarray(weights[key], dtype=np.float32)
+        native = np.ascontiguousarray(_keras_from_canonical(layer.kind, key, value, perm))
+        if tuple(native.shape) != tuple(variable.shape):
+            canonical = _keras_to_canonical(layer.kind, key, np.zeros(variable.shape, np.float32), perm).shape
+            _check_shape(layer, key, value, canonical)
+        variable.assign(native)
+    return _skipped(layer, weights, present)
+
+
+_READERS = {"torch": _read_torch, "mxnet": _read_mxnet, "keras": _read_keras}
+_WRITERS = {"torch": _write_torch, "mxnet": _write_mxnet, "keras": _write_keras}
