@@ -98,7 +98,10 @@ class TracedLayer:
     momentum is converted to PyTorch's convention). ``output`` is in PyTorch's
     layout: ``layout`` says what was converted ("NCHW", "NHWC->NCHW", "flat",
     "flat HWC->CHW"). ``flatten_source`` is the (C, H, W) shape of a Keras
-    Flatten feeding this layer (possibly through elementwise layers).
+    Flatten feeding this layer (possibly through elementwise layers). For a layer
+    with a fused activation (Keras ``activation=``, Gluon ``activation=``) ``output``
+    is the pre-activation value, as a PyTorch layer followed by a separate
+    activation gives it; ``config["activation"]`` names the activation.
     """
 
     index: int
@@ -109,6 +112,7 @@ class TracedLayer:
     config: dict
     output: np.ndarray | None = field(default=None, repr=False)
     layout: str = "NCHW"
+    input: np.ndarray | None = field(default=None, repr=False)  # what the layer received, same layout rules
     flatten_source: tuple | None = None
     call: int = 1  # the n-th call of a shared layer
     native: Any = field(default=None, repr=False, compare=False)
@@ -290,6 +294,7 @@ def _trace_torch(model, x, training: bool) -> Trace:
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     started: list = []  # (module, call) in the order forwards begin
     outputs: dict = {}
+    received: dict = {}
     calls: dict = {}
     ran: set = set()
 
@@ -301,12 +306,14 @@ def _trace_torch(model, x, training: bool) -> Trace:
             started.append(entry)
             module._netparity_entry = len(started) - 1
 
-    def post(module, _inputs, out):
+    def post(module, inputs, out):
         position = getattr(module, "_netparity_entry", None)
         if position is not None and started[position][0] is module:
             value = out[0] if isinstance(out, (tuple, list)) else out
             if isinstance(value, torch.Tensor):
                 outputs[position] = value.detach().float().cpu().numpy()
+            if inputs and isinstance(inputs[0], torch.Tensor):
+                received[position] = inputs[0].detach().float().cpu().numpy()
 
     handles = []
     modes = {m: m.training for m in model.modules()}
@@ -333,7 +340,7 @@ def _trace_torch(model, x, training: bool) -> Trace:
         layers.append(TracedLayer(len(layers), name if call == 1 else f"{name}#{call}", kind,
                                   type(module).__name__, "torch", _torch_config(module, kind), output,
                                   "flat" if output is not None and output.ndim == 2 else "NCHW",
-                                  call=call, native=module))
+                                  received.get(position), call=call, native=module))
     dropout = [names[id(m)] for m in model.modules()
                if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0]
     untraced = [names[id(m)] for m in model.modules()
@@ -456,21 +463,30 @@ def _trace_mxnet(model, x, training: bool) -> Trace:
             path = f"{prefix}.{name}" if prefix else name
             names.setdefault(id(child), path)
             stack.append((path, child))
-    started, outputs, calls, ran = [], {}, {}, set()
+    started, outputs, calls, ran, received, preact = [], {}, {}, set(), {}, {}
+    # A Conv2D/Dense with a fused activation runs it as a child block: its input is the layer's
+    # pre-activation output, which is what a PyTorch layer followed by a separate activation gives.
+    act_parent = {id(b.act): b for b in blocks if _mxnet_kind(b) in ("conv2d", "dense") and b.act is not None}
 
-    def pre(block, _inputs):
+    def pre(block, inputs):
+        parent = act_parent.get(id(block))
+        if parent is not None and getattr(parent, "_netparity_entry", None) is not None and inputs:
+            preact[parent._netparity_entry] = inputs[0]
         ran.add(id(block))
         if _mxnet_kind(block) or _mxnet_own_parameters(block):
             calls[id(block)] = calls.get(id(block), 0) + 1
             started.append((block, calls[id(block)]))
             block._netparity_entry = len(started) - 1
 
-    def post(block, _inputs, out):
+    def post(block, inputs, out):
         position = getattr(block, "_netparity_entry", None)
         if position is not None and started[position][0] is block:
             value = out[0] if isinstance(out, (tuple, list)) else out
+            value = preact.get(position, value)
             if isinstance(value, mx.nd.NDArray):
                 outputs[position] = value.asnumpy().astype(np.float32)
+            if inputs and isinstance(inputs[0], mx.nd.NDArray):
+                received[position] = inputs[0].asnumpy().astype(np.float32)
 
     handles = [h for block in blocks for h in (block.register_forward_pre_hook(pre),
                                                 block.register_forward_hook(post))]
@@ -503,7 +519,7 @@ def _trace_mxnet(model, x, training: bool) -> Trace:
         layers.append(TracedLayer(len(layers), name if call == 1 else f"{name}#{call}", kind,
                                   type(block).__name__, "mxnet", _mxnet_config(block, kind), output,
                                   "flat" if output is not None and output.ndim == 2 else "NCHW",
-                                  call=call, native=block))
+                                  received.get(position), call=call, native=block))
     dropout = [names[id(b)] for b in blocks
                if isinstance(b, mx.gluon.nn.Dropout) and float(b._rate) > 0]
     untraced = [names[id(b)] for b in blocks
@@ -663,6 +679,8 @@ class _KerasRun:
         self.entries = []  # (layer, name, call, output value, perm, chw, padding_before)
         self.calls = {}
         self.dropout = []
+        self.preactivation = {}
+        self.perm_chw = {}
 
     def order(self, graph):
         """Nodes in depth-first post-order from the outputs (iterative)."""
@@ -706,34 +724,51 @@ class _KerasRun:
                 if "training" in getattr(op, "_call_context_args", ()) or getattr(op, "_call_has_training_arg",
                                                                                   False):
                     kwargs["training"] = self.training
-                result = op(*args, **kwargs)
-                outs = list(result) if isinstance(result, (list, tuple)) else [result]
-                out_perms = [self.propagate(op, node, in_perms, outs)] * len(outs)
-                self.record(op, node, name, outs, in_perms, out_perms[0] if out_perms else None)
+                fused = getattr(op, "activation", None) if _keras_kind(op) in ("conv2d", "dense") else None
+                if fused is not None and fused is not keras_linear():
+                    # Record the pre-activation output (what a PyTorch layer followed by a separate
+                    # activation gives), then apply the activation to carry on.
+                    op.activation = keras_linear()
+                    try:
+                        pre = op(*args, **kwargs)
+                    finally:
+                        op.activation = fused
+                    result = fused(pre)
+                    outs = [result]
+                    self.preactivation[id(result)] = pre
+                else:
+                    result = op(*args, **kwargs)
+                    outs = list(result) if isinstance(result, (list, tuple)) else [result]
+                in_values = [tensors.get(id(t)) for t in node.input_tensors]
+                out_perms = [self.propagate(op, in_values, in_perms, outs)] * len(outs)
+                first_in = tensors.get(id(node.input_tensors[0])) if node.input_tensors else None
+                self.record(op, node, name, outs, in_perms, out_perms[0] if out_perms else None, first_in)
             for t, v, p in zip(node.outputs, outs, out_perms):
                 tensors[id(t)] = v
                 perms[id(t)] = p
         return [tensors[id(t)] for t in graph.outputs], [perms.get(id(t)) for t in graph.outputs]
 
-    def propagate(self, op, node, in_perms, outs):
+    def propagate(self, op, ins, in_perms, outs):
         """The flat feature order of this op's output (None: canonical or not flat)."""
         keras = sys.modules["keras"]
-        ins = list(node.input_tensors)
-        if not ins or len(outs) != 1:
+        if not ins or len(outs) != 1 or any(v is None for v in ins):
             return None
         in_shape = tuple(ins[0].shape)
         out_shape = tuple(outs[0].shape)
         flattening = isinstance(op, keras.layers.Flatten) or (isinstance(op, keras.layers.Reshape)
                                                                and len(out_shape) == 2)
         if flattening and len(in_shape) == 4:
-            _, a, b, c = in_shape  # the tensor as the model holds it
+            _, a, b, c = (int(v) for v in in_shape)  # the tensor as the model holds it
             chw = (c, a, b) if self.channels_last else (a, b, c)
             index = np.arange(int(np.prod(chw))).reshape(1, *chw)  # canonical NCHW positions
             native = index.transpose(0, 2, 3, 1) if self.channels_last else index
             if isinstance(op, keras.layers.Flatten) and op.data_format == "channels_first":
                 native = np.moveaxis(native, 1, -1)  # Keras' Flatten moves channels last first
             perm = native.reshape(-1)
-            return None if np.array_equal(perm, np.arange(perm.size)) else perm
+            if np.array_equal(perm, np.arange(perm.size)):
+                return None
+            self.perm_chw[id(perm)] = (perm, chw)  # the array stays alive here, so its id is not reused
+            return perm
         if isinstance(op, (keras.layers.Dense, keras.layers.Reshape, keras.layers.Permute,
                            keras.layers.Concatenate)):
             return None
@@ -743,7 +778,7 @@ class _KerasRun:
             return known[0]  # elementwise: the feature order passes through
         return None
 
-    def record(self, op, node, name, outs, in_perms, out_perm):
+    def record(self, op, node, name, outs, in_perms, out_perm, first_in=None):
         keras = sys.modules["keras"]
         if isinstance(op, (keras.layers.Dropout, keras.layers.SpatialDropout2D)) and float(op.rate) > 0:
             self.dropout.append(name)
@@ -753,35 +788,19 @@ class _KerasRun:
         self.calls[id(op)] = self.calls.get(id(op), 0) + 1
         call = self.calls[id(op)]
         perm = in_perms[0] if in_perms and kind in ("dense", "batchnorm") else None
-        chw = None
-        if perm is not None:
-            source = node.input_tensors[0]
-            chw = self.flat_source(source)
+        chw = self.perm_chw[id(perm)][1] if perm is not None and id(perm) in self.perm_chw else None
         padding_before = None
         if kind == "conv2d" and node.input_tensors:
             parent = node.input_tensors[0]._keras_history[0]
             if isinstance(parent, keras.layers.ZeroPadding2D):
                 padding_before = tuple(tuple(int(v) for v in p) for p in parent.padding)
-        self.entries.append((op, name if call == 1 else f"{name}#{call}", call, outs[0], perm, chw,
-                             padding_before, out_perm))
+        self.entries.append((op, name if call == 1 else f"{name}#{call}", call,
+                             self.preactivation.get(id(outs[0]), outs[0]), perm, chw,
+                             padding_before, out_perm, first_in))
 
-    def flat_source(self, tensor):
-        """(C, H, W) of the 4D tensor a flat tensor was flattened from (walking back)."""
-        keras = sys.modules["keras"]
-        for _ in range(64):
-            op, node_index, _ = tensor._keras_history
-            if op is None:
-                return None
-            node = op._inbound_nodes[node_index]
-            ins = list(node.input_tensors)
-            if not ins:
-                return None
-            shape = tuple(ins[0].shape)
-            if len(shape) == 4 and isinstance(op, (keras.layers.Flatten, keras.layers.Reshape)):
-                _, a, b, c = shape
-                return (int(c), int(a), int(b)) if self.channels_last else (int(a), int(b), int(c))
-            tensor = ins[0]
-        return None
+
+def keras_linear():
+    return sys.modules["keras"].activations.linear
 
 
 def _keras_value(value) -> np.ndarray:
@@ -816,11 +835,13 @@ def _trace_keras(model, x, training: bool) -> Trace:
     runner = _KerasRun(training, data_format)
     outs, perms = runner.run(graph, [keras.ops.convert_to_tensor(batch)], [None], "")
     layers = []
-    for op, name, call, value, perm, chw, padding_before, out_perm in runner.entries:
+    for op, name, call, value, perm, chw, padding_before, out_perm, first_in in runner.entries:
         kind = _keras_kind(op) or "unknown"
         output, layout = _to_canonical(_keras_value(value), channels_last, out_perm)
+        received = None if first_in is None else _to_canonical(_keras_value(first_in), channels_last, perm)[0]
         layers.append(TracedLayer(len(layers), name, kind, type(op).__name__, "keras",
-                                  _keras_config(op, kind, padding_before), output, layout, chw, call, op, perm))
+                                  _keras_config(op, kind, padding_before), output, layout, received, chw, call, op,
+                                  perm))
     final, _ = _to_canonical(_keras_value(outs[0]), channels_last, perms[0])
     ran = {id(op) for op, *_ in runner.entries}
     untraced = [layer.name for layer in _keras_all_layers(model)

@@ -507,6 +507,24 @@ def _training_check(reference, candidate, ref_fw, cand_fw, ref_eval, cand_eval, 
 # Diagnosis hook
 # ---------------------------------------------------------------------------------------
 
+def _views(layers: Trace, indices) -> list[dict]:
+    """The aligned layers as plain dicts for compare.diagnosis: name, kind, config (padding as the
+    effective zero padding, ((top, bottom), (left, right)) or 'same'; BatchNorm momentum already in
+    PyTorch's convention), output, input (canonical layouts) and weights (canonical)."""
+    views = []
+    for index in indices:
+        layer = layers[index]
+        config = dict(layer.config)
+        if "effective_padding" in config:
+            config["native_padding"] = config.get("padding")
+            config["padding"] = config["effective_padding"]
+        views.append({"index": layer.index, "name": layer.name, "kind": layer.kind, "type": layer.type_name,
+                      "framework": layer.framework, "config": config, "output": layer.output,
+                      "input": layer.input, "weights": layer.weights(), "layout": layer.layout,
+                      "flatten_source": layer.flatten_source})
+    return views
+
+
 def _diagnose(report: PortReport, evidence: dict) -> None:
     name = f"{__package__}.diagnosis"
     try:
@@ -589,10 +607,11 @@ def _verify(reference, ref_fw, candidate, cand_fw, shape, atol, rtol, seed, trai
                             notes=_config_notes(ref_trace[i], cand_trace[j]))
                for k, (i, j) in enumerate(pairs)]
     report.layers = aligned
-    evidence = {"reference_layers": ref_trace, "candidate_layers": cand_trace, "first_divergence": None,
+    evidence = {"reference_layers": _views(ref_trace, [i for i, _ in pairs]),
+                "candidate_layers": _views(cand_trace, [j for _, j in pairs]), "first_divergence": None,
                 "reference_output": ref_trace.output, "candidate_output": cand_trace.output,
                 "inputs": inputs, "training_only": False, "pairs": pairs, "alignment_error": error,
-                "input_kind": first_kind, "reference_framework": ref_fw, "candidate_framework": cand_fw,
+                "input_kind": first_kind, "frameworks": {"reference": ref_fw, "candidate": cand_fw},
                 "atol": atol, "rtol": rtol}
     if error is not None:
         report.alignment_error = error
@@ -618,7 +637,18 @@ def _verify(reference, ref_fw, candidate, cand_fw, shape, atol, rtol, seed, trai
         kind = report.output_diverging_inputs[0]
     else:
         kind = first_kind
-    evidence.update(reference_layers=ref_traces[kind], candidate_layers=cand_traces[kind], input_kind=kind,
+    nondeterministic = False
+    if not eval_ok:
+        again = trace(candidate, inputs[first_kind], cand_fw).output
+        abs_, _, scale = _error(again, cand_traces[first_kind].output)
+        nondeterministic = not _within(abs_, scale, atol, rtol)
+        if nondeterministic:
+            report.notes.append("the candidate's eval-mode output changes between two identical calls (a random op "
+                                "such as dropout is active at inference)")
+    evidence.update(reference_layers=_views(ref_traces[kind], [i for i, _ in pairs]),
+                    candidate_layers=_views(cand_traces[kind], [j for _, j in pairs]), input_kind=kind,
+                    nondeterministic=nondeterministic,
+                    diverging_inputs={row.index: list(row.diverging_inputs) for row in aligned},
                     reference_output=ref_traces[kind].output, candidate_output=cand_traces[kind].output,
                     traces={k: {"reference": ref_traces[k], "candidate": cand_traces[k]} for k in inputs},
                     first_divergence=None if report.first_divergence is None else report.first_divergence.index,
@@ -631,7 +661,8 @@ def _verify(reference, ref_fw, candidate, cand_fw, shape, atol, rtol, seed, trai
             report.equivalent = False
             report.training_only = True
             first = next((row["index"] for row in check.layers if not row["ok"]), None)
-            evidence.update(reference_layers=ref_train, candidate_layers=cand_train, training_only=True,
+            evidence.update(reference_layers=_views(ref_train, [i for i, _ in pairs]),
+                            candidate_layers=_views(cand_train, [j for _, j in pairs]), training_only=True,
                             reference_output=ref_train.output, candidate_output=cand_train.output,
                             first_divergence=first, input_kind="training", training=check,
                             inputs={**inputs, "training": x})

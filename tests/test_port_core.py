@@ -314,3 +314,36 @@ def test_verify_command(tmp_path, capsys):
         assert message in capsys.readouterr().out.replace("\n", "")
     with pytest.raises(PortError, match="input_shape"):
         verify_port(torch_lenet(), torch_lenet())
+
+
+def test_fused_activations_shared_layers_and_nested_models():
+    """Keras/Gluon activation= is compared before the activation; a nested Sequential is walked
+    into; each call of a shared layer is its own entry; dropout makes the training check moot."""
+    nn, L = torch.nn, keras.layers
+
+    class Torch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.shared = nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1)
+            self.drop, self.fc = nn.Dropout(0.3), nn.Linear(4 * 8 * 8, 3)
+
+        def forward(self, x):
+            x = torch.relu(self.bn(self.conv(x)))
+            a = torch.relu(self.shared(x))
+            b = torch.relu(self.shared(a))
+            return self.fc(self.drop(torch.flatten(a + b, 1)))
+
+    inner = keras.Sequential([L.Conv2D(4, 3, padding="same"), L.BatchNormalization(epsilon=1e-5, momentum=0.9),
+                              L.ReLU()])
+    shared = L.Conv2D(4, 1, activation="relu")
+    x = inputs = keras.Input((8, 8, 2))
+    a = shared(inner(x))
+    b = shared(a)
+    x = L.Dense(3)(L.Dropout(0.3)(L.Flatten()(L.Add()([a, b]))))
+    model = keras.Model(inputs, x)
+    report = verify_port(Torch().eval(), model, training_step=True)
+    assert report.equivalent, report.summary()
+    assert [row.kind for row in report.layers] == ["conv2d", "batchnorm", "conv2d", "conv2d", "dense"]
+    assert report.layers[3].candidate_name.endswith("#2") and report.layers[3].reference_name == "shared#2"
+    assert report.layers[0].candidate_name.startswith(inner.name + "/")
+    assert not report.training.meaningful and "dropout" in report.training.note
