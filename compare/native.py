@@ -153,7 +153,9 @@ class Trace(list):
         self.framework = framework
         self.output = output  # the model's (first) output, canonical layout
         self.data_format = data_format
-        self.dropout = dropout or []  # names of dropout layers with p > 0
+        # (name, position) of every dropout call with p > 0, position = the number of
+        # parameterised layer calls begun before it
+        self.dropout = dropout or []
         self.untraced = untraced or []  # parameterised layers that never ran as a layer call
 
 
@@ -298,8 +300,12 @@ def _trace_torch(model, x, training: bool) -> Trace:
     calls: dict = {}
     ran: set = set()
 
+    dropout = []
+
     def pre(module, _inputs):
         ran.add(id(module))
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd) and module.p > 0:
+            dropout.append((names.get(id(module), type(module).__name__), len(started)))
         if _torch_kind(module) or _torch_own_parameters(module):
             calls[id(module)] = calls.get(id(module), 0) + 1
             entry = (module, calls[id(module)])
@@ -341,8 +347,6 @@ def _trace_torch(model, x, training: bool) -> Trace:
                                   type(module).__name__, "torch", _torch_config(module, kind), output,
                                   "flat" if output is not None and output.ndim == 2 else "NCHW",
                                   received.get(position), call=call, native=module))
-    dropout = [names[id(m)] for m in model.modules()
-               if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0]
     untraced = [names[id(m)] for m in model.modules()
                 if id(m) not in ran and (_torch_kind(m) or _torch_own_parameters(m))]
     return Trace(layers, "torch", out.detach().float().cpu().numpy(), "channels_first", dropout, untraced)
@@ -468,7 +472,11 @@ def _trace_mxnet(model, x, training: bool) -> Trace:
     # pre-activation output, which is what a PyTorch layer followed by a separate activation gives.
     act_parent = {id(b.act): b for b in blocks if _mxnet_kind(b) in ("conv2d", "dense") and b.act is not None}
 
+    dropout = []
+
     def pre(block, inputs):
+        if isinstance(block, mx.gluon.nn.Dropout) and float(block._rate) > 0:
+            dropout.append((names.get(id(block), block.name), len(started)))
         parent = act_parent.get(id(block))
         if parent is not None and getattr(parent, "_netparity_entry", None) is not None and inputs:
             preact[parent._netparity_entry] = inputs[0]
@@ -520,8 +528,6 @@ def _trace_mxnet(model, x, training: bool) -> Trace:
                                   type(block).__name__, "mxnet", _mxnet_config(block, kind), output,
                                   "flat" if output is not None and output.ndim == 2 else "NCHW",
                                   received.get(position), call=call, native=block))
-    dropout = [names[id(b)] for b in blocks
-               if isinstance(b, mx.gluon.nn.Dropout) and float(b._rate) > 0]
     untraced = [names[id(b)] for b in blocks
                 if id(b) not in ran and (_mxnet_kind(b) or _mxnet_own_parameters(b))]
     return Trace(layers, "mxnet", out.asnumpy().astype(np.float32), "channels_first", dropout, untraced)
@@ -676,6 +682,7 @@ class _KerasRun:
     def __init__(self, training: bool, data_format: str):
         self.training = training
         self.channels_last = data_format == "channels_last"
+        self.default_axes = (0, 2, 3, 1) if self.channels_last else (0, 1, 2, 3)
         self.entries = []  # (layer, name, call, output value, perm, chw, padding_before)
         self.calls = {}
         self.dropout = []
@@ -707,6 +714,7 @@ class _KerasRun:
 
     def run(self, graph, values, layouts, prefix: str):
         """Feed ``values`` (flat list for graph.inputs); returns output values and their flat perms."""
+        keras = sys.modules["keras"]
         tensors = {id(t): v for t, v in zip(graph.inputs, values)}
         perms = {id(t): p for t, p in zip(graph.inputs, layouts)}
         for node in self.order(graph):
@@ -742,6 +750,12 @@ class _KerasRun:
                 in_values = [tensors.get(id(t)) for t in node.input_tensors]
                 out_perms = [self.propagate(op, in_values, in_perms, outs)] * len(outs)
                 first_in = tensors.get(id(node.input_tensors[0])) if node.input_tensors else None
+                if node.input_tensors and _keras_kind(op) == "conv2d":
+                    # a conv fed by ZeroPadding2D: record the unpadded input (the padding is in the config)
+                    parent_op, parent_index, _ = node.input_tensors[0]._keras_history
+                    if isinstance(parent_op, keras.layers.ZeroPadding2D):
+                        parent_in = parent_op._inbound_nodes[parent_index].input_tensors
+                        first_in = tensors.get(id(parent_in[0]), first_in) if parent_in else first_in
                 self.record(op, node, name, outs, in_perms, out_perms[0] if out_perms else None, first_in)
             for t, v, p in zip(node.outputs, outs, out_perms):
                 tensors[id(t)] = v
@@ -758,10 +772,13 @@ class _KerasRun:
         flattening = isinstance(op, keras.layers.Flatten) or (isinstance(op, keras.layers.Reshape)
                                                                and len(out_shape) == 2)
         if flattening and len(in_shape) == 4:
-            _, a, b, c = (int(v) for v in in_shape)  # the tensor as the model holds it
-            chw = (c, a, b) if self.channels_last else (a, b, c)
+            axes = self.axes(in_perms[0])  # native axis k holds canonical (NCHW) axis axes[k]
+            canonical = [0] * 4
+            for k, size in enumerate(in_shape):
+                canonical[axes[k]] = int(size)
+            chw = tuple(canonical[1:])
             index = np.arange(int(np.prod(chw))).reshape(1, *chw)  # canonical NCHW positions
-            native = index.transpose(0, 2, 3, 1) if self.channels_last else index
+            native = index.transpose(axes)
             if isinstance(op, keras.layers.Flatten) and op.data_format == "channels_first":
                 native = np.moveaxis(native, 1, -1)  # Keras' Flatten moves channels last first
             perm = native.reshape(-1)
@@ -769,25 +786,36 @@ class _KerasRun:
                 return None
             self.perm_chw[id(perm)] = (perm, chw)  # the array stays alive here, so its id is not reused
             return perm
+        if isinstance(op, keras.layers.Permute) and len(in_shape) == 4:
+            axes = self.axes(in_perms[0])
+            out = (axes[0], *(axes[d] for d in op.dims))
+            return None if out == self.default_axes else out
         if isinstance(op, (keras.layers.Dense, keras.layers.Reshape, keras.layers.Permute,
                            keras.layers.Concatenate)):
             return None
+        if any(isinstance(p, tuple) for p in in_perms) and not isinstance(op, _elementwise_layers()):
+            return None  # a 4D layer (conv, pool...) gives the model's own data format
         known = [p for p in in_perms if p is not None]
         if known and all(p is not None and np.array_equal(p, known[0]) for p in in_perms) \
                 and all(tuple(t.shape) == out_shape for t in ins):
             return known[0]  # elementwise: the feature order passes through
         return None
 
+    def axes(self, layout):
+        """A 4D tensor's axes in canonical terms: its recorded layout or the model's data format."""
+        return layout if isinstance(layout, tuple) else self.default_axes
+
     def record(self, op, node, name, outs, in_perms, out_perm, first_in=None):
         keras = sys.modules["keras"]
         if isinstance(op, (keras.layers.Dropout, keras.layers.SpatialDropout2D)) and float(op.rate) > 0:
-            self.dropout.append(name)
+            self.dropout.append((name, len(self.entries)))
         kind = _keras_kind(op)
         if kind is None and not (getattr(op, "weights", None) or []):
             return
         self.calls[id(op)] = self.calls.get(id(op), 0) + 1
         call = self.calls[id(op)]
         perm = in_perms[0] if in_perms and kind in ("dense", "batchnorm") else None
+        perm = perm if isinstance(perm, np.ndarray) else None
         chw = self.perm_chw[id(perm)][1] if perm is not None and id(perm) in self.perm_chw else None
         padding_before = None
         if kind == "conv2d" and node.input_tensors:
@@ -808,12 +836,21 @@ def _keras_value(value) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(value), dtype=np.float32)
 
 
+def _elementwise_layers():
+    layers = sys.modules["keras"].layers
+    return (layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU, layers.Dropout, layers.SpatialDropout2D,
+            layers.Add, layers.Subtract, layers.Multiply, layers.Average, layers.Maximum, layers.Minimum,
+            layers.Identity, layers.GaussianNoise)
+
+
 def _to_canonical(value: np.ndarray, channels_last: bool, perm) -> tuple[np.ndarray, str]:
+    if value.ndim == 4 and isinstance(perm, tuple):
+        return np.ascontiguousarray(value.transpose(np.argsort(perm))), f"axes {perm}->NCHW"
     if value.ndim == 4:
         if channels_last:
             return np.ascontiguousarray(value.transpose(0, 3, 1, 2)), "NHWC->NCHW"
         return value, "NCHW"
-    if value.ndim == 2 and perm is not None:
+    if value.ndim == 2 and isinstance(perm, np.ndarray):
         return flat_to_canonical(value, perm), "flat HWC->CHW"
     return value, "flat" if value.ndim == 2 else f"{value.ndim}D"
 

@@ -228,7 +228,8 @@ def _resolve(reference, candidate, input_shape, framework, seed):
 
 
 def make_inputs(shape, seed: int = 0, batch: int = BATCH) -> dict[str, np.ndarray]:
-    """The evaluation inputs, NCHW float32: three random normal batches, then adversarial ones."""
+    """The evaluation inputs, NCHW float32: three random normal batches, then adversarial ones
+    (all-negative, all-positive, a constant image per sample, values x10)."""
     rng = np.random.default_rng(seed)
 
     def normal():
@@ -236,9 +237,12 @@ def make_inputs(shape, seed: int = 0, batch: int = BATCH) -> dict[str, np.ndarra
 
     constant = np.empty((batch, *shape), np.float32)
     for i in range(batch):
-        constant[i] = (0.5, -1.0)[i % 2]  # one constant image per sample
+        constant[i] = (0.5, 1.5)[i % 2]  # one constant image per sample
+    # "positive" and "constant" are the non-negative probes: a difference that shows on negative
+    # inputs only (zero-padded max pooling) is told apart from one that shows everywhere.
     return {"random 1": normal(), "random 2": normal(), "random 3": normal(),
-            "negative": -np.abs(normal()) - 0.1, "constant": constant, "large": 10.0 * normal()}
+            "negative": -np.abs(normal()) - 0.1, "positive": np.abs(normal()) + 0.1, "constant": constant,
+            "large": 10.0 * normal()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -474,8 +478,14 @@ def _training_check(reference, candidate, ref_fw, cand_fw, ref_eval, cand_eval, 
     finally:
         _restore(reference, ref_eval, saved_ref)
         _restore(candidate, cand_eval, saved_cand)
+    # Dropout masks differ between frameworks: only layers that run before the first dropout compare.
+    limit = min([position for _, position in ref.dropout] + [len(ref)])
+    cand_limit = min([position for _, position in cand.dropout] + [len(cand)])
     rows, first = [], None
     for (i, j), row in zip(pairs, aligned):
+        if i >= limit or j >= cand_limit:
+            rows.append({"index": row.index, "ok": True, "skipped": "after a dropout"})
+            continue
         abs_, rel, scale = _error(cand[j].output, ref[i].output)
         ok = _within(abs_, scale, atol, rtol)
         entry = {"index": row.index, "max_abs": abs_, "max_rel": rel, "ok": ok}
@@ -492,13 +502,15 @@ def _training_check(reference, candidate, ref_fw, cand_fw, ref_eval, cand_eval, 
         if not ok and first is None:
             first = f"#{row.index} {row.reference_name} / {row.candidate_name}"
     out_abs, out_rel, scale = _error(cand.output, ref.output)
-    ok = first is None and _within(out_abs, scale, atol, rtol)
-    dropout = ref.dropout + cand.dropout
-    meaningful = not dropout
+    dropout = [name for name, _ in ref.dropout + cand.dropout]
+    ok = first is None and (bool(dropout) or _within(out_abs, scale, atol, rtol))
+    compared = sum(1 for entry in rows if "skipped" not in entry)
+    meaningful = not dropout or compared > 0
     note = ""
-    if not meaningful:
+    if dropout:
         note = (f"dropout is active in training mode ({', '.join(dropout[:4])}): the frameworks draw different "
-                "masks, so training-mode outputs cannot be compared; disable dropout to check this")
+                f"masks, so only the {compared} aligned layer(s) before the first dropout were compared in "
+                "training mode" + ("" if compared else "; disable dropout to check this"))
     check = TrainingCheck(out_abs, out_rel, ok, meaningful, first, rows, note)
     return check, ref, cand, x
 
@@ -724,11 +736,13 @@ def _summary(report: PortReport) -> str:
                 lines.append(f"training mode: {check.note}")
             elif check.ok:
                 lines.append(f"training mode: agrees (output max rel {_num(check.output_max_rel)}; "
-                             "BatchNorm running statistics agree)")
+                             "BatchNorm running statistics agree)" + (f"; {check.note}" if check.note else ""))
             else:
                 lines.append(f"training mode: DIFFERS (output max rel {_num(check.output_max_rel)}), first at "
                              f"{check.first_divergence}" + (": the outputs agree in eval mode and differ only in "
                                                              "training mode" if report.training_only else ""))
+                if check.note:
+                    lines.append(f"{'':>5}{check.note}")
                 for row in check.layers:
                     if not row["ok"] and "running_mean_rel" in row:
                         lines.append(f"{'':>5}#{row['index']}: output rel {_num(row['max_rel'])}, running mean rel "

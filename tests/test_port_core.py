@@ -164,7 +164,8 @@ def test_correct_hand_written_ports_are_equivalent():
         report = verify_port(reference, candidate, input_shape=(1, 28, 28))
         assert report.equivalent, report.summary()
         assert [row.kind for row in report.layers][:2] == ["conv2d", "batchnorm"]
-        assert report.inputs == ["random 1", "random 2", "random 3", "negative", "constant", "large"]
+        assert report.inputs == ["random 1", "random 2", "random 3", "negative", "positive", "constant",
+                                 "large"]
     # and the other way round, mxnet -> keras, input shape from the Keras model
     report = verify_port(gluon_lenet(), keras_lenet())
     assert report.equivalent, report.summary()
@@ -346,4 +347,19 @@ def test_fused_activations_shared_layers_and_nested_models():
     assert [row.kind for row in report.layers] == ["conv2d", "batchnorm", "conv2d", "conv2d", "dense"]
     assert report.layers[3].candidate_name.endswith("#2") and report.layers[3].reference_name == "shared#2"
     assert report.layers[0].candidate_name.startswith(inner.name + "/")
-    assert not report.training.meaningful and "dropout" in report.training.note
+    assert report.training.meaningful and report.training.ok and "dropout" in report.training.note
+    assert [entry.get("skipped") for entry in report.training.layers][-1] == "after a dropout"
+
+
+def test_keras_flatten_order_is_followed_through_permute():
+    """A Keras port that permutes to channels-first before Flatten flattens in PyTorch's order:
+    its dense rows need no permutation, and the copy must not apply one."""
+    nn, L = torch.nn, keras.layers
+    reference = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)).eval()
+    x = inputs = keras.Input((8, 8, 1))
+    x = L.Flatten()(L.Permute((3, 1, 2))(L.Conv2D(4, 3, activation="relu")(x)))
+    candidate = keras.Model(inputs, L.Dense(5)(x))
+    layers = trace(candidate, np.zeros((1, 1, 8, 8), np.float32))
+    assert layers[1].flatten_source is None
+    report = verify_port(reference, candidate)
+    assert report.equivalent, report.summary()
