@@ -388,6 +388,32 @@ def _bias_flag(config: dict):
     return None
 
 
+def _hidden_padding(reference_input, candidate_input) -> tuple[int, int] | None:
+    """How much larger (H, W) the candidate layer's input is than the reference's, when it is."""
+    if reference_input is None or candidate_input is None:
+        return None
+    ref, cand = np.shape(reference_input), np.shape(candidate_input)
+    if len(ref) != 4 or len(cand) != 4:
+        return None
+    grown = (cand[2] - ref[2], cand[3] - ref[3])
+    return grown if all(g >= 0 for g in grown) and any(grown) else None
+
+
+def _implied_padding(layer) -> tuple[int, int] | None:
+    """Total (H, W) padding a conv must have applied inside itself to give its output size,
+    when that is more than its config declares (a pad op hidden in a custom layer)."""
+    config, x, y = _get(layer, "config") or {}, _get(layer, "input"), _get(layer, "output")
+    if x is None or y is None or np.ndim(x) != 4 or np.ndim(y) != 4 or "kernel" not in config:
+        return None
+    kernel, stride = _pair(config["kernel"]), _pair(config.get("stride", 1))
+    declared = _pads(config.get("padding", 0))
+    if declared is None or isinstance(declared, str):
+        return None
+    totals = tuple((np.shape(y)[2 + i] - 1) * stride[i] + kernel[i] - np.shape(x)[2 + i] for i in range(2))
+    extra = tuple(t - sum(declared[i]) for i, t in enumerate(totals))
+    return totals if all(e >= 0 for e in extra) and any(extra) else None
+
+
 def _config_differences(evidence, upto: int | None):
     ref_layers, cand_layers = evidence.get("reference_layers") or [], evidence.get("candidate_layers") or []
     ref_fw, cand_fw = evidence.get("reference_framework"), evidence.get("candidate_framework")
@@ -418,6 +444,13 @@ def _config_differences(evidence, upto: int | None):
                         f"{kind or 'layer'} '{name}' (stride {stride}) pads {pc} where the reference pads {pr}: "
                         f"Keras/TF 'same' padding is asymmetric (0, 1) at stride 2 on even inputs — use "
                         f"ZeroPadding2D({pr[0][0] if not isinstance(pr, str) else 1}) + padding='valid'")
+            grown = _hidden_padding(_get(r, "input"), _get(c, "input")) or _implied_padding(c)
+            if grown is not None and max(stride) > 1 and any(g % 2 for g in grown):
+                # padding applied before the layer (F.pad, a pad op) by an odd total: asymmetric, 'same'-style
+                return ("same_padding",
+                        f"{kind or 'layer'} '{name}' (stride {stride}) receives an input padded by {grown} outside "
+                        f"the layer where the reference pads {pr} symmetrically: asymmetric 'same'-style padding "
+                        f"(0, 1) — pad symmetrically ({pr[0][0] if not isinstance(pr, str) else 1} on every side)")
             return ("config_mismatch", f"{kind or 'layer'} '{name}' pads {pc} where the reference pads {pr}")
         for key, code in (("ceil_mode", "ceil_mode"), ("count_include_pad", "count_include_pad")):
             if key in rc and key in cc and bool(rc[key]) != bool(cc[key]):

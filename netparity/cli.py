@@ -247,6 +247,25 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder written by tra
     console.print(f"report: {html}\nsummary: {markdown}")
 
 
+@app.command()
+def verify(reference: str = typer.Argument(..., help="Zoo name, spec JSON, or module.py:factory returning a "
+                                                     "native model (PyTorch, Gluon or Keras)."),
+           candidate: str = typer.Argument(..., help="module.py:factory returning your native port (or a zoo "
+                                                     "name / spec JSON)."),
+           input_size: Optional[int] = typer.Option(None, help="Square input size (default: the spec's or "
+                                                               "the Keras model's)."),
+           framework: Optional[str] = typer.Option(None, help="Framework to build a spec reference in "
+                                                             "(default: the candidate's)."),
+           training_step: bool = typer.Option(False, help="Also compare one training-mode forward."),
+           json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the full report here.")):
+    """Check a hand-written port: align its layers with the reference, copy the weights, compare every
+    layer on random and adversarial inputs, and diagnose the first difference (exit 0 only if equivalent)."""
+    from netparity.compare.port import verify_command
+
+    raise typer.Exit(verify_command(reference, candidate, input_size=input_size, json_path=json_path,
+                                    framework=framework, training_step=training_step))
+
+
 def main():  # pragma: no cover - the console script calls app directly
     app()
 

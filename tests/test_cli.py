@@ -103,3 +103,33 @@ def test_train_with_missing_data_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["train", "lenet", "--frameworks", "torch", "--data-dir", str(tmp_path / "none"),
                                  "--out", str(tmp_path / "run"), "--no-progress", "--no-parity"], terminal_width=200)
     assert result.exit_code == 2 and str(tmp_path / "none") in result.output
+
+
+def test_verify_names_the_mistake_and_passes_the_fix(tmp_path):
+    installed_or_skip(3)
+    (tmp_path / "reference.py").write_text(
+        "import torch.nn as nn\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Conv2d(1, 4, 3, 2, 1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),\n"
+        "                         nn.Linear(4 * 7 * 7, 10))\n")
+    port = ("from netparity.backends.frameworks import import_keras\n"
+            "keras = import_keras()\n"
+            "L = keras.layers\n"
+            "def build():\n"
+            "    i = keras.Input((14, 14, 1))\n"
+            "    x = {conv}\n"
+            "    x = L.BatchNormalization(epsilon=1e-5, momentum=0.9)(x)\n"
+            "    x = L.Flatten()(L.Activation('relu')(x))\n"
+            "    return keras.Model(i, L.Dense(10)(x))\n")
+    (tmp_path / "wrong.py").write_text(port.format(conv="L.Conv2D(4, 3, strides=2, padding='same')(i)"))
+    (tmp_path / "right.py").write_text(port.format(conv="L.Conv2D(4, 3, strides=2)(L.ZeroPadding2D(1)(i))"))
+    wrong = runner.invoke(app, ["verify", f"{tmp_path}/reference.py:build", f"{tmp_path}/wrong.py:build",
+                                "--input-size", "14", "--json", str(tmp_path / "r.json")], terminal_width=200)
+    assert wrong.exit_code == 1, wrong.output
+    assert "same_padding" in wrong.output and "NOT EQUIVALENT" in wrong.output
+    assert json.loads((tmp_path / "r.json").read_text())["equivalent"] is False
+    right = runner.invoke(app, ["verify", f"{tmp_path}/reference.py:build", f"{tmp_path}/right.py:build",
+                                "--input-size", "14"], terminal_width=200)
+    assert right.exit_code == 0, right.output
+    missing = runner.invoke(app, ["verify", "lenet", f"{tmp_path}/absent.py:build"], terminal_width=200)
+    assert missing.exit_code == 2 and "absent.py" in missing.output
