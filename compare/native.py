@@ -317,9 +317,11 @@ def _trace_torch(model, x, training: bool) -> Trace:
         if position is not None and started[position][0] is module:
             value = out[0] if isinstance(out, (tuple, list)) else out
             if isinstance(value, torch.Tensor):
-                outputs[position] = value.detach().float().cpu().numpy()
+                # a copy: the model may change the tensor in place after the hook (d2l's `Y += X`,
+                # ReLU(inplace=True)), and a NumPy view would follow it
+                outputs[position] = value.detach().float().cpu().numpy().copy()
             if inputs and isinstance(inputs[0], torch.Tensor):
-                received[position] = inputs[0].detach().float().cpu().numpy()
+                received[position] = inputs[0].detach().float().cpu().numpy().copy()
 
     handles = []
     modes = {m: m.training for m in model.modules()}

@@ -5,11 +5,9 @@ written idiomatically in PyTorch, MXNet Gluon and Keras 3, at 1x32x32, batch 2.
   seeded non-trivial weights: random biases, BatchNorm statistics away from 0/1);
 - the zoo spec ("resnet18" / "googlenet" at 32 px) is equivalent to each hand-written port.
 
-Known verify_port limitation (compare/native.py, PyTorch tracer): a traced layer's output is kept
-as ``tensor.detach().float().cpu().numpy()``, a view of the live tensor, not a copy; d2l's PyTorch
-``Residual`` does ``Y += X`` after ``Y = self.bn2(...)``, so bn2's recorded output becomes
-bn2 + shortcut and every bn2 "diverges" although the final outputs agree. Those cases are
-strict xfails; the same port with ``Y = Y + X`` (``torch_resnet18_out_of_place``) is the control.
+d2l's PyTorch ``Residual`` does ``Y += X`` after ``Y = self.bn2(...)``: the tracer must copy each
+recorded output, or bn2's record would become bn2 + shortcut (it did, before compare/native.py
+copied them). The same port written ``Y = Y + X`` (``torch_resnet18_out_of_place``) is the control.
 """
 
 import itertools
@@ -34,38 +32,6 @@ if set(available()) == set(FRAMEWORKS):
     from ports import handwritten
     from netparity.compare.native import set_canonical_weights, trace
     from netparity.compare.port import verify_port
-
-INPLACE_ADD = ("PyTorch tracer keeps layer outputs as NumPy views of live tensors (compare/native.py "
-               "_trace_torch post hook: detach().float().cpu().numpy(), no copy): d2l's in-place `Y += X` "
-               "after bn2 overwrites bn2's recorded output with bn2 + shortcut, so every residual bn2 "
-               "'diverges' while the final outputs agree")
-
-
-
-
-class InplaceAddSymptom(AssertionError):
-    """Exactly the tracer's in-place symptom: every PyTorch Residual bn2 differs, nothing else does."""
-
-
-def _xfail_inplace(name, *frameworks):
-    if name == "resnet18" and "torch" in frameworks:
-        return [pytest.mark.xfail(strict=True, raises=InplaceAddSymptom, reason=INPLACE_ADD)]
-    return []
-
-
-def _raise_if_inplace_symptom(report):
-    """Raise InplaceAddSymptom only for that exact pattern, so an xfail cannot hide another failure."""
-    if report.equivalent or report.alignment_error or not report.weights_copied:
-        return
-    # the hand-written PyTorch side names them "<stage>.<unit>.bn2"
-    torch_names = [row.candidate_name if report.candidate_framework == "torch" else row.reference_name
-                   for row in report.layers]
-    bn2 = {row.index for row, torch_name in zip(report.layers, torch_names) if torch_name.endswith(".bn2")}
-    differs = {row.index for row in report.layers if not row.ok}
-    if len(bn2) == 8 and differs == bn2 and not report.output_diverging_inputs:
-        raise InplaceAddSymptom(f"bn2 layers {sorted(bn2)} differ, final output agrees "
-                                f"(max rel {report.output_max_rel:.1e})")
-
 
 @pytest.fixture(scope="module")
 def models():
@@ -100,14 +66,13 @@ def _load_nontrivial(model, framework, seed):
 
 
 def _check(report, name):
-    _raise_if_inplace_symptom(report)
     assert report.alignment_error is None, report.summary()
     assert len(report.layers) == ALIGNED[name], report.summary()
     assert report.weights_copied
     assert report.equivalent, report.summary()
 
 
-PAIRS = [pytest.param(name, a, b, marks=_xfail_inplace(name, a, b), id=f"{name}-{a}->{b}")
+PAIRS = [pytest.param(name, a, b, id=f"{name}-{a}->{b}")
          for name in MODELS for a, b in itertools.permutations(FRAMEWORKS, 2)]
 
 
@@ -119,7 +84,7 @@ def test_handwritten_ports_are_equivalent_across_frameworks(models, name, source
     _check(report, name)
 
 
-SPEC_CASES = [pytest.param(name, fw, marks=_xfail_inplace(name, fw), id=f"{name}-spec->{fw}")
+SPEC_CASES = [pytest.param(name, fw, id=f"{name}-spec->{fw}")
               for name in MODELS for fw in FRAMEWORKS]
 
 
@@ -134,8 +99,7 @@ def test_zoo_spec_verifies_against_handwritten_port(models, name, framework):
 
 @pytest.mark.parametrize("reference", ["spec", "mxnet", "keras"])
 def test_out_of_place_residual_control(models, reference):
-    """The xfails above are the tracer's, not the port's: with `Y = Y + X` the PyTorch port verifies
-    against the spec and as candidate of the Gluon and Keras ports."""
+    """The out-of-place residual verifies like the in-place one (the tracer copies recorded outputs)."""
     candidate = handwritten.torch_resnet18_out_of_place()
     if reference == "spec":
         report = verify_port(zoo.get("resnet18").with_input(SIZE), candidate)
