@@ -284,7 +284,7 @@ def set_weights(model, weights: dict[str, np.ndarray]) -> None:
 
 
 @contextmanager
-def _imperative(model):
+def imperative(model):
     """Run model block by block, keeping any cached hybridized graphs for later.
 
     A hybridized block runs as one graph: its children's forward hooks do not fire
@@ -295,7 +295,9 @@ def _imperative(model):
         block = stack.pop()
         if getattr(block, "_active", False):
             paused.append(block)
-        stack.extend(block._children.values())
+        # MXNet 1.x holds children directly; later versions hold weak references to them
+        stack.extend(child() if callable(child) and not hasattr(child, "_children") else child
+                     for child in block._children.values())
     for block in paused:
         block._active = False
     try:
@@ -320,7 +322,7 @@ def _run(model, x, training: bool, capture: bool):
                      lambda _b, _i, out, path=path: outputs.__setitem__(path, out.asnumpy()))
                  for path, block in record.layers.items()]
     try:
-        with _imperative(model) if capture else nullcontext(), _mode(training):
+        with imperative(model) if capture else nullcontext(), _mode(training):
             result = model(batch).asnumpy()
     finally:
         for hook in hooks:
@@ -346,7 +348,7 @@ def input_gradient(model, x, upstream, training: bool = False) -> np.ndarray:
     batch = mx.nd.array(as_input(x, record, NAME), ctx=context, dtype=np.float32)
     batch.attach_grad()
     weights = mx.nd.array(np.asarray(upstream, np.float32), ctx=context, dtype=np.float32)
-    with _imperative(model), autograd.record(train_mode=training):
+    with imperative(model), autograd.record(train_mode=training):
         loss = (model(batch) * weights).sum()
     # backward's own train_mode defaults to True, which differentiates BatchNorm as if
     # it had used batch statistics: wrong input gradients in eval mode.
@@ -451,7 +453,7 @@ def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> floa
     criterion = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=True)  # per-sample, from logits
     try:
         lockstepped = record.extra.get("lockstep_dropout", False)  # mask blocks run imperatively
-        with _imperative(model) if lockstepped else nullcontext(), autograd.record(train_mode=True):
+        with imperative(model) if lockstepped else nullcontext(), autograd.record(train_mode=True):
             loss = criterion(model(data), target)
         loss.backward()
         optimizer.native.step(size)

@@ -26,7 +26,6 @@ at frameworks already in ``sys.modules``. The execution orders:
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -430,24 +429,6 @@ def _mxnet_config(block, kind: str) -> dict:
     return {"parameters": {n: tuple(p.shape) for n, p in block._reg_params.items()}}
 
 
-@contextmanager
-def _gluon_imperative(model):
-    """Pause hybridization (like backends/mxnet.py ``_imperative``): hooks fire per block."""
-    paused, stack = [], [model]
-    while stack:
-        block = stack.pop()
-        if getattr(block, "_active", False):
-            paused.append(block)
-        stack.extend(child for _, child in _children(block))
-    for block in paused:
-        block._active = False
-    try:
-        yield
-    finally:
-        for block in paused:
-            block._active = True
-
-
 def _mxnet_context(model):
     mx = sys.modules["mxnet"]
     for param in model.collect_params().values():
@@ -502,7 +483,9 @@ def _trace_mxnet(model, x, training: bool) -> Trace:
                                                 block.register_forward_hook(post))]
     batch = mx.nd.array(x, ctx=_mxnet_context(model), dtype=np.float32)
     try:
-        with _gluon_imperative(model):
+        from ..backends.mxnet import imperative  # the model is Gluon: mxnet is loaded already
+
+        with imperative(model):
             if training:
                 # Gluon moves BatchNorm running statistics only in backward: run one, like a step.
                 with mx.autograd.record(train_mode=True):
