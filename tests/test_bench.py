@@ -1,0 +1,105 @@
+"""compare/bench.py: the benchmark runs and its JSON is well formed. Speeds are never asserted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from netparity.backends import available
+from netparity.compare.bench import bench_table, ceiling, expand_variants, run_bench
+from netparity.compare.bench_worker import FAULT_VARIABLE, split_variant
+from netparity.spec import zoo
+from netparity.spec.flops import flops
+
+INSTALLED = available()
+TINY = dict(batch_size=8, steps=2, warmup=1, repeats=1)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def test_ceiling_is_measured_once_and_cached(tmp_path):
+    first = ceiling(size=128, repeats=1)
+    assert first > 0
+    cache = json.loads((tmp_path / "cache" / "netparity" / "ceiling.json").read_text())
+    assert len(cache) == 1 and next(iter(cache.values()))["gflops"] == first
+    assert ceiling(size=128, repeats=1) == first  # from the cache, not measured again
+
+
+def test_variants():
+    assert split_variant("mxnet[hybrid]") == ("mxnet", "hybrid")
+    assert split_variant("torch") == ("torch", "plain")
+    assert expand_variants(["mxnet", "torch", "mxnet[hybrid]"]) == ["mxnet", "mxnet[hybrid]", "torch"]
+
+
+@pytest.mark.skipif(not INSTALLED, reason="no framework installed")
+def test_lenet_bn_both_modes_well_formed(tmp_path):
+    report = run_bench("lenet_bn", INSTALLED, "both", out=tmp_path, measure_ceiling=True, ceiling_size=128,
+                       **TINY)
+    on_disk = json.loads((tmp_path / "bench.json").read_text())
+    assert on_disk == json.loads(json.dumps(report))
+    variants = expand_variants(INSTALLED)
+    assert report["settings"]["frameworks"] == variants
+    for key in ("format", "model", "date", "settings", "flops", "ceiling", "machine", "versions", "order",
+                "results"):
+        assert key in report
+    assert report["machine"]["cpu_count"] >= 1 and report["machine"]["OMP_NUM_THREADS"]
+    assert report["flops"]["macs_per_image"] == flops(zoo.get("lenet_bn")).macs_per_image
+    # one entry per variant x mode, all finished
+    assert sorted((e["variant"], e["mode"]) for e in report["results"]) == sorted(
+        (v, m) for v in variants for m in ("train", "infer"))
+    for entry in report["results"]:
+        assert entry["status"] == "ok", entry
+        for key in ("images_per_s", "step_ms_median", "step_ms_p90", "gflops", "ceiling_fraction",
+                    "peak_rss_mb"):
+            assert entry[key] > 0, (entry["variant"], key)
+        assert entry["step_ms_p90"] >= entry["step_ms_median"]
+        assert len(entry["repeat_medians_ms"]) == 1
+        assert entry["finite"]
+    # measured one at a time, in the interleaved order: every variant of a mode before the next mode
+    assert [(o["variant"], o["mode"]) for o in report["order"]] == [
+        (v, m) for m in ("train", "infer") for v in variants]
+    for o in report["order"]:
+        assert len(o["load_before"]) == 3 and len(o["load_after"]) == 3 and o["ok"]
+    for framework in INSTALLED:
+        assert framework in report["versions"]
+    bench_table(report)  # renders
+
+
+def test_interleaving_over_repeats_and_failures_recorded(tmp_path, monkeypatch):
+    """A crashing framework and an unknown one are recorded; the others finish; A B A B order."""
+    frameworks = INSTALLED[:1] + ["nosuch"]
+    if INSTALLED:
+        monkeypatch.setenv(FAULT_VARIABLE, "nosuch:crash")  # harmless: nosuch fails anyway
+    crashing = INSTALLED[1] if len(INSTALLED) > 1 else None
+    if crashing:
+        frameworks.append(crashing)
+        monkeypatch.setenv(FAULT_VARIABLE, f"{crashing}:crash")
+    report = run_bench("lenet_bn", frameworks, "infer", out=tmp_path, measure_ceiling=False,
+                       **{**TINY, "repeats": 2})
+    variants = expand_variants(frameworks)
+    assert [o["variant"] for o in report["order"]] == variants * 2
+    assert [o["repeat"] for o in report["order"]] == [0] * len(variants) + [1] * len(variants)
+    by_variant = {e["variant"]: e for e in report["results"]}
+    assert by_variant["nosuch"]["status"] == "failed"
+    assert "nosuch" in by_variant["nosuch"]["failures"][0]["error"]
+    if crashing:
+        entry = by_variant[crashing]
+        assert entry["status"] == "failed" and len(entry["failures"]) == 2
+        assert entry["failures"][0]["returncode"] == -9
+    for variant in expand_variants(INSTALLED[:1]):
+        entry = by_variant[variant]
+        assert entry["status"] == "ok" and entry["images_per_s"] > 0 and entry["ceiling_fraction"] is None
+        assert len(entry["repeat_medians_ms"]) == 2
+    assert json.loads((tmp_path / "bench.json").read_text())["results"]
+    bench_table(report)  # failures render too
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        run_bench("lenet_bn", ["torch"], "sideways")
+    with pytest.raises(ValueError):
+        run_bench("lenet_bn", ["torch"], "infer", steps=0)
