@@ -100,11 +100,14 @@ def ceiling(size: int = 2048, repeats: int = 3, refresh: bool = False) -> float:
         cache = {}
     if not refresh and isinstance(cache.get(key), dict) and cache[key].get("gflops", 0) > 0:
         return float(cache[key]["gflops"])
+    load_before = os.getloadavg()
     result = _run_worker(["--ceiling", str(size), str(repeats)], timeout=600)
     if "error" in result:
         raise RuntimeError(f"ceiling measurement failed: {result['error']}")
     gflops = float(result["gflops"])
-    cache[key] = {"gflops": gflops, "repeats": repeats,
+    # a busy machine lowers the ceiling: the load is kept so that a reader can judge it
+    cache[key] = {"gflops": gflops, "repeats": repeats, "load_before": list(load_before),
+                  "load_after": list(os.getloadavg()),
                   "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(cache, indent=1) + "\n")
@@ -249,6 +252,7 @@ def run_bench(model: str, frameworks=None, mode: str = "both", batch_size: int =
 def bench_table(report: dict):
     """A rich Table: model x framework x mode with images/s, step ms (median, p90),
     GFLOP/s, % of ceiling and peak memory."""
+    from rich.markup import escape
     from rich.table import Table
 
     s = report["settings"]
@@ -261,12 +265,13 @@ def bench_table(report: dict):
     for entry in report["results"]:
         if entry["status"] == "failed":
             error = entry["failures"][0]["error"].splitlines()[-1] if entry["failures"] else "failed"
-            table.add_row(report["model"], entry["variant"], entry["mode"], f"[red]failed: {error[:60]}",
+            table.add_row(report["model"], escape(entry["variant"]), entry["mode"],
+                          "[red]failed: " + escape(error[:60]),
                           "", "", "", "", "")
             continue
         fraction = entry.get("ceiling_fraction")
         variant = entry["variant"] + (" (partial)" if entry["status"] == "partial" else "")
-        table.add_row(report["model"], variant, entry["mode"], f"{entry['images_per_s']:.1f}",
+        table.add_row(report["model"], escape(variant), entry["mode"], f"{entry['images_per_s']:.1f}",
                       f"{entry['step_ms_median']:.2f}", f"{entry['step_ms_p90']:.2f}", f"{entry['gflops']:.2f}",
                       f"{100 * fraction:.1f}" if fraction is not None else "-", f"{entry['peak_rss_mb']:.0f}")
     return table
