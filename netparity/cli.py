@@ -266,6 +266,29 @@ def verify(reference: str = typer.Argument(..., help="Zoo name, spec JSON, or mo
                                     framework=framework, training_step=training_step))
 
 
+@app.command()
+def bench(model: str = typer.Argument(..., help=MODEL_HELP),
+          frameworks: str = typer.Option("torch,mxnet,keras", help="Comma-separated frameworks or variants "
+                                                                   "(e.g. mxnet[hybrid])."),
+          mode: str = typer.Option("both", help="train, infer or both."),
+          batch_size: int = typer.Option(32, min=1, help="Batch size of the fixed in-memory batch."),
+          input_size: Optional[int] = typer.Option(None, help="Square input size (default: the model's)."),
+          steps: int = typer.Option(20, min=1, help="Timed steps per measurement."),
+          warmup: int = typer.Option(5, min=0, help="Untimed steps first."),
+          repeats: int = typer.Option(3, min=1, help="Measurements per framework, interleaved A B C A B C."),
+          device: str = typer.Option("cpu", help="cpu or gpu."),
+          out: Path = typer.Option(Path("runs/bench"), help="Folder for bench.json.")):
+    """Time training and inference steps of MODEL in each framework, each in its own process, one at a
+    time; report images/s, step ms (median, p90), GFLOP/s against the machine's matmul ceiling, peak memory."""
+    from netparity.compare.bench import bench_command
+
+    names = tuple(n.strip() for n in frameworks.split(",") if n.strip())
+    try:
+        bench_command(model, names, mode, batch_size, input_size, steps, warmup, repeats, device, out, console)
+    except (SpecError, ValueError, KeyError) as error:
+        _fail(str(error))
+
+
 def main():  # pragma: no cover - the console script calls app directly
     app()
 

@@ -133,3 +133,18 @@ def test_verify_names_the_mistake_and_passes_the_fix(tmp_path):
     assert right.exit_code == 0, right.output
     missing = runner.invoke(app, ["verify", "lenet", f"{tmp_path}/absent.py:build"], terminal_width=200)
     assert missing.exit_code == 2 and "absent.py" in missing.output
+
+
+def test_bench_writes_bench_json(tmp_path, monkeypatch):
+    installed_or_skip(1)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the ceiling cache
+    out = tmp_path / "bench"
+    result = runner.invoke(app, ["bench", "lenet_bn", "--frameworks", "torch", "--mode", "infer", "--steps", "1",
+                                 "--warmup", "0", "--repeats", "1", "--batch-size", "4", "--out", str(out)],
+                           terminal_width=200)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bench.json").read_text())
+    assert [(e["variant"], e["mode"], e["status"]) for e in report["results"]] == [("torch", "infer", "ok")]
+    assert report["results"][0]["images_per_s"] > 0 and report["flops"]["macs_per_image"] > 0
+    bad = runner.invoke(app, ["bench", "lenet_bn", "--mode", "fast", "--out", str(out)], terminal_width=200)
+    assert bad.exit_code == 2 and "mode must be" in bad.output
