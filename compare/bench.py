@@ -9,10 +9,15 @@ images/s, achieved GFLOP/s (FLOPs from spec/flops.py) and their fraction of the
 practical ceiling, and the peak RSS. A crashed or failing worker is recorded and
 the others go on.
 
-Variants in this first version: ``torch`` (eager), ``mxnet`` (not hybridized),
-``mxnet[hybrid]`` (static_alloc and static_shape), ``keras`` (its configured
-backend; on TensorFlow the train step is a tf.function without XLA, inference
-an eager call).
+Variants (a backend name expands to all of its own, plain first; each fast mode is
+reported as its own row, never instead of the plain one): ``torch`` (eager),
+``torch[channels_last]``, ``torch[compile]`` (compile time in the warmup; failing to
+compile is recorded as that variant's failure), ``mxnet`` (not hybridized),
+``mxnet[hybrid]`` (static_alloc and static_shape), ``keras`` (its configured backend; on
+TensorFlow the train step is a tf.function without XLA, inference an eager call),
+``keras[xla]`` (TensorFlow, jit_compile=True: slow on tiny feature maps, see
+docs/framework-differences.md), ``keras[torch]`` and, when jax is installed,
+``keras[jax]`` (Keras on that backend, set in the worker's environment).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .bench_worker import MARKER, VARIANTS, split_variant
+from .bench_worker import MARKER, VARIANT_ENV, VARIANTS, split_variant
 
 FORMAT = "netparity.bench/1"
 MODES = ("train", "infer")
@@ -43,11 +48,13 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def _run_worker(args: list[str], timeout: float | None) -> dict:
-    """Run one worker; its result dict, or ``{"error": ...}`` when it failed."""
+def _run_worker(args: list[str], timeout: float | None, variant: str | None = None) -> dict:
+    """Run one worker; its result dict, or ``{"error": ...}`` when it failed. ``variant``
+    adds its environment (``keras[torch]``: KERAS_BACKEND=torch)."""
     command = [sys.executable, "-m", "netparity.compare.bench_worker", *args]
+    env = {**worker_env(), **VARIANT_ENV.get(variant, {})}
     try:
-        done = subprocess.run(command, env=worker_env(), capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout} s", "returncode": None}
     for line in reversed(done.stdout.splitlines()):
@@ -57,15 +64,18 @@ def _run_worker(args: list[str], timeout: float | None) -> dict:
     return {"error": tail or f"worker exited with status {done.returncode}", "returncode": done.returncode}
 
 
-def expand_variants(frameworks) -> list[str]:
-    """Backend names expand to all their variants (``mxnet`` -> ``mxnet``, ``mxnet[hybrid]``);
-    a variant label stays as it is; unknown names are kept (their worker reports the error)."""
+def expand_variants(frameworks, fast: bool = True) -> list[str]:
+    """Backend names expand to all their variants (``mxnet`` -> ``mxnet``, ``mxnet[hybrid]``;
+    ``torch`` -> ``torch``, ``torch[channels_last]``, ``torch[compile]``), or with
+    ``fast=False`` to their plain variant only; a variant label stays as it is; unknown
+    names are kept (their worker reports the error)."""
     from ..backends import available
 
     names = list(frameworks) if frameworks else available()
     variants: list[str] = []
     for name in names:
-        for variant in VARIANTS.get(name, (name,)):
+        expanded = VARIANTS.get(name, (name,))
+        for variant in expanded if fast else expanded[:1]:
             if variant not in variants:
                 variants.append(variant)
     return variants
@@ -158,13 +168,16 @@ def _aggregate(variant: str, mode: str, runs: list[dict], batch_size: int, flops
 def run_bench(model: str, frameworks=None, mode: str = "both", batch_size: int = 32,
               input_size: int | None = None, steps: int = 20, warmup: int = 5, repeats: int = 3,
               device: str = "cpu", out: Path | str | None = None, measure_ceiling: bool = True,
-              ceiling_size: int = 2048, timeout: float | None = 1800, progress=None) -> dict:
+              ceiling_size: int = 2048, timeout: float | None = 1800, progress=None,
+              fast: bool = True) -> dict:
     """Benchmark ``model`` (zoo name or spec JSON path) in each framework variant.
 
     ``mode``: "train", "infer" or "both". ``frameworks``: backend names (all their
     variants) or variant labels; default every installed backend. ``out``: a folder,
     bench.json is written there atomically. ``progress``: called with a line of text
-    before each measurement. Returns the bench.json content."""
+    before each measurement. ``fast=False``: a backend name means its plain variant only
+    (fast modes then run only when named, e.g. ``torch[channels_last]``). Returns the
+    bench.json content."""
     from ..spec import load, zoo
     from ..spec.flops import flops
     from ..spec.files import write_atomic
@@ -181,7 +194,7 @@ def run_bench(model: str, frameworks=None, mode: str = "both", batch_size: int =
         spec = spec.with_input(size=input_size)
     count = flops(spec)
     modes = list(MODES) if mode == "both" else [mode]
-    variants = expand_variants(frameworks)
+    variants = expand_variants(frameworks, fast)
     ceiling_gflops = ceiling(ceiling_size) if measure_ceiling and device == "cpu" else None
 
     runs: dict[tuple[str, str], list[dict]] = {(v, m): [] for m in modes for v in variants}
@@ -196,7 +209,7 @@ def run_bench(model: str, frameworks=None, mode: str = "both", batch_size: int =
                        "seed": 0}
                 load_before = os.getloadavg()
                 started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                result = _run_worker([json.dumps(job)], timeout)
+                result = _run_worker([json.dumps(job)], timeout, variant)
                 load_after = os.getloadavg()
                 result.update(repeat=repeat)
                 runs[(variant, m)].append(result)
@@ -279,13 +292,18 @@ def bench_table(report: dict):
 
 def bench_command(model: str, frameworks=None, mode: str = "both", batch_size: int = 32,
                   input_size: int | None = None, steps: int = 20, warmup: int = 5, repeats: int = 3,
-                  device: str = "cpu", out: Path | str | None = "runs/bench", console=None) -> dict:
-    """What ``netparity bench`` does: run, write ``out/bench.json``, print the table."""
+                  device: str = "cpu", out: Path | str | None = "runs/bench", console=None,
+                  fast: bool = False) -> dict:
+    """What ``netparity bench`` does: run, write ``out/bench.json``, print the table.
+
+    ``fast`` defaults to False here (a backend name means its plain variant; fast modes run
+    when named, e.g. ``torch[channels_last]``) until the CLI has a switch for it: its test
+    expects ``--frameworks torch`` to measure plain torch only."""
     from rich.console import Console
 
     console = console or Console()
     report = run_bench(model, frameworks, mode, batch_size, input_size, steps, warmup, repeats, device, out,
-                       progress=lambda line: console.print(f"[dim]{line}"))
+                       progress=lambda line: console.print(f"[dim]{line}"), fast=fast)
     console.print(bench_table(report))
     if report.get("ceiling"):
         console.print(f"ceiling: {report['ceiling']['gflops']:.1f} GFLOP/s ({report['ceiling']['what']})")

@@ -28,8 +28,30 @@ FAULT_VARIABLE = "NETPARITY_BENCH_INJECT_FAULT"
 """For tests of failure handling only: ``variant:crash`` kills that variant's worker at
 start (SIGKILL); ``variant:error`` makes it raise."""
 
-VARIANTS = {"torch": ("torch",), "mxnet": ("mxnet", "mxnet[hybrid]"), "keras": ("keras",)}
-"""Every measured variant of each backend, plain mode first."""
+def _jax_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("jax") is not None
+
+
+VARIANTS = {"torch": ("torch", "torch[channels_last]", "torch[compile]"),
+            "mxnet": ("mxnet", "mxnet[hybrid]"),
+            "keras": ("keras", "keras[xla]", "keras[torch]", *(("keras[jax]",) if _jax_installed() else ()))}
+"""Every measured variant of each backend, plain mode first. ``torch[channels_last]``: model
+and batch in ``torch.channels_last``; ``torch[compile]``: ``torch.compile`` of the module
+(compile time falls in the warmup; a failure to compile is the variant's failure);
+``keras[xla]``: the TensorFlow train step and a predict function with ``jit_compile=True``;
+``keras[torch]`` / ``keras[jax]``: Keras on that backend (``keras[jax]`` only when jax is
+installed; the netparity Keras backend has no jax train step, so its train mode fails)."""
+
+VARIANT_ENV = {"keras[xla]": {"KERAS_BACKEND": "tensorflow"}, "keras[torch]": {"KERAS_BACKEND": "torch"},
+               "keras[jax]": {"KERAS_BACKEND": "jax"}}
+"""Environment a variant's worker runs with (set before keras is imported)."""
+
+
+class VariantFailed(Exception):
+    """A fast mode that could not run here (e.g. torch.compile failed): recorded as the
+    variant's failure with the reason, not as a crash."""
 
 
 def split_variant(variant: str) -> tuple[str, str]:
@@ -70,6 +92,10 @@ def measure(job: dict) -> dict:
     if mode not in ("train", "infer"):
         raise ValueError(f"mode must be 'train' or 'infer', got {mode!r}")
 
+    for key, value in VARIANT_ENV.get(variant, {}).items():
+        if "keras" in sys.modules and os.environ.get(key) != value:
+            raise RuntimeError(f"{variant}: {key}={value} must be set before keras is imported")
+        os.environ[key] = value
     backend = get_backend(base)
     model_name = job["model"]
     spec = load(model_name) if str(model_name).endswith(".json") else zoo.get(model_name)
@@ -88,7 +114,11 @@ def measure(job: dict) -> dict:
     y = rng.integers(0, classes, size=batch_size).astype(np.int64)
     rss_built = _peak_rss_mb()
 
-    if mode == "train":
+    if base == "torch" and fast != "plain":
+        step = _torch_fast_step(backend, model, fast, mode, x, y)
+    elif fast == "xla":
+        step = _keras_xla_step(backend, model, mode, x, y)
+    elif mode == "train":
         optimizer = backend.make_optimizer(model, lr=0.01, momentum=0.9, weight_decay=0.0)
 
         def step():
@@ -97,8 +127,16 @@ def measure(job: dict) -> dict:
         def step():
             return backend.forward(model, x, training=False)
 
-    for _ in range(int(job["warmup"])):
-        step()
+    try:
+        for _ in range(int(job["warmup"])):
+            step()
+        if fast == "compile" and not int(job["warmup"]):
+            step()  # compile outside the clock even without warmup
+    except Exception as error:
+        if fast in ("compile", "xla"):
+            first = (str(error).strip().splitlines() or [""])[0][:300]
+            raise VariantFailed(f"{variant} failed to compile/run: {type(error).__name__}: {first}") from error
+        raise
     times_ms = []
     for _ in range(int(job["steps"])):
         start = time.perf_counter()
@@ -113,6 +151,75 @@ def measure(job: dict) -> dict:
     return {"variant": variant, "mode": mode, "step_ms": times_ms, "peak_rss_mb": _peak_rss_mb(),
             "peak_rss_after_build_mb": rss_built, "finite": finite, "version": backend.version(),
             "threads": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}, **extra}
+
+
+def _torch_fast_step(backend, model, fast: str, mode: str, x, y):
+    """The step of ``torch[channels_last]`` / ``torch[compile]``: what backend.train_step and
+    backend.forward do (the same SGD optimizer, cross-entropy, no_grad eval), with the batch
+    made a tensor once (as the plain step's zero-copy from_numpy) and the mode set once."""
+    import torch
+
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    if fast == "channels_last":
+        model.to(memory_format=torch.channels_last)
+        if xt.dim() == 4:
+            xt = xt.contiguous(memory_format=torch.channels_last)
+        run = model
+    elif fast == "compile":
+        try:
+            run = torch.compile(model)
+        except Exception as error:
+            raise VariantFailed(f"torch.compile failed: {type(error).__name__}: {error}") from error
+    else:
+        raise ValueError(f"unknown torch fast mode {fast!r}")
+    if mode == "train":
+        native = backend.make_optimizer(model, lr=0.01, momentum=0.9, weight_decay=0.0).native
+        model.train()
+
+        def step():
+            loss = torch.nn.functional.cross_entropy(run(xt), yt)
+            native.zero_grad(set_to_none=True)
+            loss.backward()
+            native.step()
+            return loss.detach().numpy()
+        return step
+    model.eval()
+
+    def step():
+        with torch.no_grad():
+            return run(xt).numpy()
+    return step
+
+
+def _keras_xla_step(backend, model, mode: str, x, y):
+    """``keras[xla]``: the backend's own TensorFlow train step re-wrapped with
+    ``jit_compile=True`` around the same model and optimizer (backend.train_step then runs it),
+    and for inference a ``jit_compile=True`` predict function with forward's layout changes."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise VariantFailed(f"keras[xla] needs the tensorflow Keras backend, not {keras.backend.backend()!r}")
+    import tensorflow as tf
+
+    from ..backends import keras as kb
+
+    record = kb.record_of(model, kb.NAME)
+    if mode == "train":
+        optimizer = backend.make_optimizer(model, lr=0.01, momentum=0.9, weight_decay=0.0)
+        plain = kb._tensorflow_step(model, optimizer, record)
+        optimizer.compiled = tf.function(plain.python_function, jit_compile=True, reduce_retracing=True)
+
+        def step():
+            return backend.train_step(model, optimizer, x, y)
+        return step
+    predict = tf.function(lambda batch: model(batch, training=False), jit_compile=True)
+
+    def step():
+        batch = kb._to_nhwc(kb.as_input(x, record, kb.NAME))
+        with kb._scope(record):
+            out = predict(tf.convert_to_tensor(batch))
+        return kb._to_canonical(kb._numpy(out), record.extra["output_hwc_flat"])
+    return step
 
 
 def matmul_ceiling(size: int, repeats: int) -> float:
@@ -137,7 +244,11 @@ def main(argv: list[str]) -> int:
         print(MARKER + json.dumps({"gflops": gflops}), flush=True)
         return 0
     job = json.loads(argv[0])
-    print(MARKER + json.dumps(measure(job)), flush=True)
+    try:
+        result = measure(job)
+    except VariantFailed as failure:
+        result = {"variant": job.get("variant"), "mode": job.get("mode"), "error": str(failure)}
+    print(MARKER + json.dumps(result), flush=True)
     return 0
 
 

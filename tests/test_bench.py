@@ -8,12 +8,15 @@ import pytest
 
 from netparity.backends import available
 from netparity.compare.bench import bench_table, ceiling, expand_variants, run_bench
-from netparity.compare.bench_worker import FAULT_VARIABLE, split_variant
+from netparity.compare.bench_worker import FAULT_VARIABLE, VARIANTS, split_variant
 from netparity.spec import zoo
 from netparity.spec.flops import flops
 
 INSTALLED = available()
 TINY = dict(batch_size=8, steps=2, warmup=1, repeats=1)
+# the plain variants (and mxnet[hybrid]) plus one cheap fast mode: never torch.compile or XLA in tests
+CHEAP = [v for name in INSTALLED for v in VARIANTS[name]
+         if split_variant(v)[1] in ("plain", "hybrid", "channels_last")]  # run with fast=False
 
 
 @pytest.fixture(autouse=True)
@@ -32,16 +35,21 @@ def test_ceiling_is_measured_once_and_cached(tmp_path):
 def test_variants():
     assert split_variant("mxnet[hybrid]") == ("mxnet", "hybrid")
     assert split_variant("torch") == ("torch", "plain")
-    assert expand_variants(["mxnet", "torch", "mxnet[hybrid]"]) == ["mxnet", "mxnet[hybrid]", "torch"]
+    assert expand_variants(["mxnet", "mxnet[hybrid]"]) == ["mxnet", "mxnet[hybrid]"]
+    assert expand_variants(["torch", "torch[compile]"]) == ["torch", "torch[channels_last]", "torch[compile]"]
+    keras = expand_variants(["keras"])
+    assert keras[:3] == ["keras", "keras[xla]", "keras[torch]"] and set(keras[3:]) <= {"keras[jax]"}
+    assert expand_variants(["keras[torch]"]) == ["keras[torch]"]
+    assert expand_variants(["torch", "mxnet[hybrid]", "keras"], fast=False) == ["torch", "mxnet[hybrid]", "keras"]
 
 
 @pytest.mark.skipif(not INSTALLED, reason="no framework installed")
 def test_lenet_bn_both_modes_well_formed(tmp_path):
-    report = run_bench("lenet_bn", INSTALLED, "both", out=tmp_path, measure_ceiling=True, ceiling_size=128,
-                       **TINY)
+    report = run_bench("lenet_bn", CHEAP, "both", out=tmp_path, measure_ceiling=True, ceiling_size=128,
+                       fast=False, **TINY)
     on_disk = json.loads((tmp_path / "bench.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
-    variants = expand_variants(INSTALLED)
+    variants = CHEAP
     assert report["settings"]["frameworks"] == variants
     for key in ("format", "model", "date", "settings", "flops", "ceiling", "machine", "versions", "order",
                 "results"):
@@ -78,9 +86,9 @@ def test_interleaving_over_repeats_and_failures_recorded(tmp_path, monkeypatch):
     if crashing:
         frameworks.append(crashing)
         monkeypatch.setenv(FAULT_VARIABLE, f"{crashing}:crash")
-    report = run_bench("lenet_bn", frameworks, "infer", out=tmp_path, measure_ceiling=False,
+    report = run_bench("lenet_bn", frameworks, "infer", out=tmp_path, measure_ceiling=False, fast=False,
                        **{**TINY, "repeats": 2})
-    variants = expand_variants(frameworks)
+    variants = expand_variants(frameworks, fast=False)
     assert [o["variant"] for o in report["order"]] == variants * 2
     assert [o["repeat"] for o in report["order"]] == [0] * len(variants) + [1] * len(variants)
     by_variant = {e["variant"]: e for e in report["results"]}
@@ -90,7 +98,7 @@ def test_interleaving_over_repeats_and_failures_recorded(tmp_path, monkeypatch):
         entry = by_variant[crashing]
         assert entry["status"] == "failed" and len(entry["failures"]) == 2
         assert entry["failures"][0]["returncode"] == -9
-    for variant in expand_variants(INSTALLED[:1]):
+    for variant in INSTALLED[:1]:
         entry = by_variant[variant]
         assert entry["status"] == "ok" and entry["images_per_s"] > 0 and entry["ceiling_fraction"] is None
         assert len(entry["repeat_medians_ms"]) == 2
