@@ -78,7 +78,8 @@ def test_compare_runs_parity_training_and_report(tmp_path):
     frameworks = installed_or_skip()
     out = tmp_path / "run"
     args = ["compare", "lenet_bn", "--frameworks", ",".join(frameworks), "--dataset", "synthetic",
-            "--train-limit", "256", "--test-limit", "128", "--epochs", "1", "--no-progress", "--out", str(out)]
+            "--train-limit", "256", "--test-limit", "128", "--epochs", "1", "--seeds", "1", "--no-progress",
+            "--out", str(out)]
     result = runner.invoke(app, args, terminal_width=200)
     assert result.exit_code == 0, result.output
     assert (out / "report.html").exists() and (out / "report.md").exists()
