@@ -281,6 +281,8 @@ def bench(model: str = typer.Argument(..., help=MODEL_HELP),
           warmup: int = typer.Option(5, min=0, help="Untimed steps first."),
           repeats: int = typer.Option(3, min=1, help="Measurements per framework, interleaved A B C A B C."),
           device: str = typer.Option("cpu", help="cpu or gpu."),
+          fast_modes: bool = typer.Option(True, help="Also each framework's fast modes (torch channels_last "
+                                                     "and compile, mxnet hybridized, keras XLA and on torch)."),
           out: Path = typer.Option(Path("runs/bench"), help="Folder for bench.json.")):
     """Time training and inference steps of MODEL in each framework, each in its own process, one at a
     time; report images/s, step ms (median, p90), GFLOP/s against the machine's matmul ceiling, peak memory."""
@@ -288,7 +290,8 @@ def bench(model: str = typer.Argument(..., help=MODEL_HELP),
 
     names = tuple(n.strip() for n in frameworks.split(",") if n.strip())
     try:
-        bench_command(model, names, mode, batch_size, input_size, steps, warmup, repeats, device, out, console)
+        bench_command(model, names, mode, batch_size, input_size, steps, warmup, repeats, device, out, console,
+                      fast=fast_modes)
     except (SpecError, ValueError, KeyError) as error:
         _fail(str(error))
 

@@ -140,9 +140,9 @@ def test_bench_writes_bench_json(tmp_path, monkeypatch):
     installed_or_skip(1)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the ceiling cache
     out = tmp_path / "bench"
-    result = runner.invoke(app, ["bench", "lenet_bn", "--frameworks", "torch", "--mode", "infer", "--steps", "1",
-                                 "--warmup", "0", "--repeats", "1", "--batch-size", "4", "--out", str(out)],
-                           terminal_width=200)
+    result = runner.invoke(app, ["bench", "lenet_bn", "--frameworks", "torch", "--no-fast-modes", "--mode", "infer",
+                                 "--steps", "1", "--warmup", "0", "--repeats", "1", "--batch-size", "4",
+                                 "--out", str(out)], terminal_width=200)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
     assert [(e["variant"], e["mode"], e["status"]) for e in report["results"]] == [("torch", "infer", "ok")]
