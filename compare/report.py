@@ -704,6 +704,12 @@ def _glance_html(cards: list[Glance]) -> str:
 
 
 def render_html(results: dict, blocks: list[Block]) -> str:
+    return render_page(_title(results), _subtitle(results), blocks, kicker="netparity training comparison",
+                       footer=f"Made by netparity from results.json ({results.get('format')}).")
+
+
+def render_page(title: str, subtitle: str, blocks: list[Block], kicker: str, footer: str) -> str:
+    """One self-contained HTML page from blocks: any report's renderer (the training report, the benchmark's)."""
     body = []
     for block in blocks:
         if block.kind == "heading":
@@ -727,14 +733,13 @@ def render_html(results: dict, blocks: list[Block]) -> str:
             body.append(_glance_html(block.content))
     sections = [b for b in blocks if b.kind == "heading" and b.anchor]
     nav = "".join(f'<a href="#{b.anchor}">{_e(b.content)}</a>' for b in sections)
-    title = _title(results)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
             f"<style>{CSS}</style></head><body><main>"
-            f'<header><p class="kicker">netparity training comparison</p><h1>{_e(title)}</h1>'
-            f'<p class="meta">{_e(_subtitle(results))}</p><nav>{nav}</nav></header>'
+            f'<header><p class="kicker">{_e(kicker)}</p><h1>{_e(title)}</h1>'
+            f'<p class="meta">{_e(subtitle)}</p><nav>{nav}</nav></header>'
             + "\n".join(body)
-            + f"<footer>Made by netparity from results.json ({_e(results.get('format'))}).</footer>"
+            + f"<footer>{_e(footer)}</footer>"
             "</main></body></html>\n")
 
 
@@ -788,7 +793,12 @@ def _table_md(table: Table) -> str:
 
 
 def render_markdown(results: dict, blocks: list[Block]) -> str:
-    out = [f"# {_md_escape(_title(results))}", "", f"*{_md_escape(_subtitle(results))}*"]
+    return render_markdown_page(_title(results), _subtitle(results), blocks)
+
+
+def render_markdown_page(title: str, subtitle: str, blocks: list[Block]) -> str:
+    """The Markdown twin of ``render_page``: the same blocks, the PNGs referenced by file name."""
+    out = [f"# {_md_escape(title)}", "", f"*{_md_escape(subtitle)}*"]
     for block in blocks:
         out.append("")
         if block.kind == "heading":
