@@ -54,6 +54,25 @@ def check_device(device: str, backend: str) -> str:
     return device
 
 
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+def check_run_options(execution: str, precision: str, executions: dict[str, str], precisions: dict[str, str],
+                      backend: str) -> tuple[str, str]:
+    """``execution`` and ``precision`` checked against what ``backend`` offers
+    (``executions`` / ``precisions``: name -> one line on what it does); an unknown or
+    unsupported one is refused with the choices this backend has."""
+    if execution not in executions:
+        raise BackendError(f"{backend}: unknown execution {execution!r}; this backend has "
+                           + ", ".join(f"{name!r} ({what})" for name, what in executions.items()))
+    if precision not in PRECISIONS:
+        raise BackendError(f"{backend}: unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision not in precisions:
+        raise BackendError(f"{backend}: precision {precision!r} is not supported by this backend; it has "
+                           + ", ".join(f"{name!r} ({what})" for name, what in precisions.items()))
+    return execution, precision
+
+
 def child_path(path: str, relative: str) -> str:
     return f"{path}.{relative}"
 

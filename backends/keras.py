@@ -30,8 +30,8 @@ import numpy as np
 from . import training
 from ..spec.layers import Layer, Row
 from ..spec.pooling import adaptive_pool_matrix, avg_pool_divisor, pool_padding
-from .common import (BackendError, BuildRecord, RECORD_ATTRIBUTE, as_input, check_device, check_weights,
-                     child_path, parameter_rows, record_of)
+from .common import (BackendError, BuildRecord, RECORD_ATTRIBUTE, as_input, check_device, check_run_options,
+                     check_weights, child_path, parameter_rows, record_of)
 from .frameworks import import_keras
 
 keras = import_keras()
@@ -42,6 +42,7 @@ FRAMEWORK = "Keras 3"
 
 DATA_FORMAT = "channels_last"
 DTYPE = "float32"  # explicit, so a global mixed-precision policy cannot change the function
+DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
 def _backend() -> str:
@@ -214,8 +215,9 @@ class BuildContext:
     the record, so identities are not reused).
     """
 
-    def __init__(self, record: BuildRecord):
+    def __init__(self, record: BuildRecord, dtype: str = DTYPE):
         self.record = record
+        self.dtype = dtype  # every layer's dtype policy: float32, or mixed_bfloat16
         self.rows = record.rows
         self._hwc_flat: dict[int, Chw] = {}
         self._alive: list = []
@@ -239,7 +241,7 @@ class BuildContext:
 
     def helper(self, path: str, suffix: str, native_type, *args, **kwargs):
         """A helper layer (padding, rescaling) named after ``path``."""
-        native = native_type(*args, name=layer_name(path, suffix), dtype=DTYPE, **kwargs)
+        native = native_type(*args, name=layer_name(path, suffix), dtype=self.dtype, **kwargs)
         self.record.extra["helpers"].setdefault(path, []).append(native)
         return native
 
@@ -274,7 +276,7 @@ Builder = Callable[[Layer, Row, Any, str, BuildContext], Any]
 
 
 def _identity(path, ctx, x):
-    return ctx.main(path, keras.layers.Identity(name=layer_name(path), dtype=DTYPE))(x)
+    return ctx.main(path, keras.layers.Identity(name=layer_name(path), dtype=ctx.dtype))(x)
 
 
 def _conv2d(layer, row, x, path, ctx):
@@ -284,18 +286,18 @@ def _conv2d(layer, row, x, path, ctx):
         x = ctx.helper(path, "pad", keras.layers.ZeroPadding2D, ((ph, ph), (pw, pw)), data_format=DATA_FORMAT)(x)
     conv = keras.layers.Conv2D(layer.out_channels, layer.kernel, strides=layer.stride, padding="valid",
                                groups=layer.groups, use_bias=layer.bias, data_format=DATA_FORMAT,
-                               name=layer_name(path), dtype=DTYPE)
+                               name=layer_name(path), dtype=ctx.dtype)
     return ctx.main(path, conv)(x)
 
 
 def _batchnorm(layer, row, x, path, ctx):
     norm = keras.layers.BatchNormalization(axis=-1, epsilon=layer.eps, momentum=1.0 - layer.momentum,
-                                           name=layer_name(path), dtype=DTYPE)
+                                           name=layer_name(path), dtype=ctx.dtype)
     return ctx.main(path, norm)(x)
 
 
 def _activation(layer, row, x, path, ctx):
-    return ctx.main(path, keras.layers.Activation(layer.function, name=layer_name(path), dtype=DTYPE))(x)
+    return ctx.main(path, keras.layers.Activation(layer.function, name=layer_name(path), dtype=ctx.dtype))(x)
 
 
 def _pool_pads(layer, row) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -309,7 +311,7 @@ def _maxpool2d(layer, row, x, path, ctx):
     if any(any(p) for p in pads):
         x = ctx.helper(path, "pad", ConstantPad2D, pads, float("-inf"))(x)
     pool = keras.layers.MaxPooling2D(layer.kernel, strides=layer.stride, padding="valid",
-                                     data_format=DATA_FORMAT, name=layer_name(path), dtype=DTYPE)
+                                     data_format=DATA_FORMAT, name=layer_name(path), dtype=ctx.dtype)
     return ctx.main(path, pool)(x)
 
 
@@ -318,7 +320,7 @@ def _avgpool2d(layer, row, x, path, ctx):
     if any(any(p) for p in pads):
         x = ctx.helper(path, "pad", keras.layers.ZeroPadding2D, pads, data_format=DATA_FORMAT)(x)
     pool = keras.layers.AveragePooling2D(layer.kernel, strides=layer.stride, padding="valid",
-                                         data_format=DATA_FORMAT, name=layer_name(path), dtype=DTYPE)
+                                         data_format=DATA_FORMAT, name=layer_name(path), dtype=ctx.dtype)
     out = ctx.main(path, pool)(x)
     _, h, w = row.input_shape
     divisor = avg_pool_divisor(h, w, layer.kernel, layer.stride, layer.padding, layer.ceil_mode,
@@ -330,30 +332,30 @@ def _avgpool2d(layer, row, x, path, ctx):
 
 
 def _adaptive_avgpool2d(layer, row, x, path, ctx):
-    return ctx.main(path, AdaptiveAvgPool2D(layer.output_size, name=layer_name(path), dtype=DTYPE))(x)
+    return ctx.main(path, AdaptiveAvgPool2D(layer.output_size, name=layer_name(path), dtype=ctx.dtype))(x)
 
 
 def _global_avgpool(layer, row, x, path, ctx):
-    pool = keras.layers.GlobalAveragePooling2D(data_format=DATA_FORMAT, name=layer_name(path), dtype=DTYPE)
+    pool = keras.layers.GlobalAveragePooling2D(data_format=DATA_FORMAT, name=layer_name(path), dtype=ctx.dtype)
     return ctx.main(path, pool)(x)
 
 
 def _flatten(layer, row, x, path, ctx):
-    out = ctx.main(path, keras.layers.Flatten(data_format=DATA_FORMAT, name=layer_name(path), dtype=DTYPE))(x)
+    out = ctx.main(path, keras.layers.Flatten(data_format=DATA_FORMAT, name=layer_name(path), dtype=ctx.dtype))(x)
     if len(row.input_shape) == 3:
         ctx.set_hwc_flat(out, row.input_shape)
     return out
 
 
 def _dense(layer, row, x, path, ctx):
-    dense = keras.layers.Dense(layer.out_features, use_bias=layer.bias, name=layer_name(path), dtype=DTYPE)
+    dense = keras.layers.Dense(layer.out_features, use_bias=layer.bias, name=layer_name(path), dtype=ctx.dtype)
     return ctx.main(path, dense)(x)
 
 
 def _dropout(layer, row, x, path, ctx):
     if ctx.record.extra.get("lockstep_dropout"):
-        return ctx.main(path, MaskedDropout(layer.p, name=layer_name(path), dtype=DTYPE))(x)
-    return ctx.main(path, keras.layers.Dropout(layer.p, name=layer_name(path), dtype=DTYPE))(x)
+        return ctx.main(path, MaskedDropout(layer.p, name=layer_name(path), dtype=ctx.dtype))(x)
+    return ctx.main(path, keras.layers.Dropout(layer.p, name=layer_name(path), dtype=ctx.dtype))(x)
 
 
 def _sequence(layer, row, x, path, ctx):
@@ -368,7 +370,7 @@ def _sequence(layer, row, x, path, ctx):
 
 def _concat_branches(layer, row, x, path, ctx):
     outs = [ctx.child(path, relative, child, x) for relative, child in layer.children()]
-    concat = keras.layers.Concatenate(axis=-1, name=layer_name(path), dtype=DTYPE)
+    concat = keras.layers.Concatenate(axis=-1, name=layer_name(path), dtype=ctx.dtype)
     return ctx.main(path, concat)(outs)
 
 
@@ -380,7 +382,7 @@ def _residual(layer, row, x, path, ctx):
         # Flat operands in different feature orders: add them in PyTorch's order.
         body = body if layouts[0] is None else ctx.to_chw_flat(path, "body", body)
         skip = skip if layouts[1] is None else ctx.to_chw_flat(path, "shortcut", skip)
-    out = ctx.main(path, keras.layers.Add(name=layer_name(path), dtype=DTYPE))([body, skip])
+    out = ctx.main(path, keras.layers.Add(name=layer_name(path), dtype=ctx.dtype))([body, skip])
     if layouts[0] == layouts[1]:
         ctx.set_hwc_flat(out, layouts[0])
     return out
@@ -390,7 +392,7 @@ def _dense_concat(layer, row, x, path, ctx):
     concats = []
     for i, (relative, child) in enumerate(layer.children()):
         out = ctx.child(path, relative, child, x)
-        concats.append(keras.layers.Concatenate(axis=-1, name=layer_name(path, f"concat{i}"), dtype=DTYPE))
+        concats.append(keras.layers.Concatenate(axis=-1, name=layer_name(path, f"concat{i}"), dtype=ctx.dtype))
         x = concats[-1]([x, out])
     if not concats:
         return _identity(path, ctx, x)
@@ -458,14 +460,29 @@ def _scope(record: BuildRecord):
     return keras.device(keras_device(record.device))
 
 
-def build(spec, device: str = "cpu", lockstep_dropout: bool = False) -> "keras.Model":
+EXECUTIONS = {"plain": "train_step a tf.function without XLA (tensorflow) or eager (torch, jax); "
+                       "forward an eager call",
+              "xla": "train_step and forward as tf.function(jit_compile=True) (tensorflow Keras backend only; "
+                     "on jax everything is XLA already)"}
+PRECISIONS = {"float32": "float32 throughout",
+              "bfloat16": "the mixed_bfloat16 dtype policy: float32 weights, bfloat16 computation, "
+                          "float32 loss"}
+
+
+def build(spec, device: str = "cpu", lockstep_dropout: bool = False, execution: str = "plain",
+          precision: str = "float32") -> "keras.Model":
     """A functional, channels_last ``keras.Model`` taking (N, H, W, C) float32.
     ``lockstep_dropout=True``: every dropout layer multiplies by a mask given to
-    ``train_step`` instead of drawing its own."""
+    ``train_step`` instead of drawing its own. ``execution`` / ``precision``: see
+    EXECUTIONS and PRECISIONS (``forward_layers`` and ``input_gradient`` stay eager)."""
     target = keras_device(device)
+    check_run_options(execution, precision, EXECUTIONS, PRECISIONS, NAME)
+    if execution == "xla" and _backend() != "tensorflow":
+        raise BackendError(f"keras: execution 'xla' is for the tensorflow Keras backend, not {_backend()!r} "
+                           "(jax compiles with XLA anyway; torch has no XLA)")
     record = BuildRecord(spec, spec.infer(), device)
-    ctx = BuildContext(record)
-    record.extra["lockstep_dropout"] = bool(lockstep_dropout)
+    ctx = BuildContext(record, DTYPE_POLICIES[precision])
+    record.extra.update(lockstep_dropout=bool(lockstep_dropout), execution=execution, precision=precision)
     c, h, w = record.inference.input_shape
     with keras.device(target):
         x = inputs = keras.Input(shape=(h, w, c), dtype=DTYPE, name="input")
@@ -600,12 +617,24 @@ def _numpy(tensor) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(tensor))
 
 
+def _compiled_call(model, record, training: bool):
+    """``model(x, training=...)`` as a tf.function with jit_compile=True, made once per mode."""
+    import tensorflow as tf
+
+    calls = record.extra.setdefault("xla_calls", {})
+    if training not in calls:
+        calls[training] = tf.function(lambda batch: model(batch, training=training), jit_compile=True)
+    return calls[training]
+
+
 def forward(model, x, training: bool = False) -> np.ndarray:
-    """NCHW in; the output in PyTorch's layout."""
+    """NCHW in; the output in PyTorch's layout (float32 whatever the precision)."""
     record = record_of(model, NAME)
     batch = _to_nhwc(as_input(x, record, NAME))
+    run = _compiled_call(model, record, training) if record.extra.get("execution") == "xla" \
+        else lambda tensor: model(tensor, training=training)
     with _scope(record):
-        out = model(ops.convert_to_tensor(batch), training=training)
+        out = ops.cast(run(ops.convert_to_tensor(batch)), "float32")
     return _to_canonical(_numpy(out), record.extra["output_hwc_flat"])
 
 
@@ -633,7 +662,7 @@ def forward_layers(model, x, training: bool = False) -> dict[str, np.ndarray]:
     batch = _to_nhwc(as_input(x, record, NAME))
     with _scope(record):
         outs = probe(ops.convert_to_tensor(batch), training=training)
-    outs = [_numpy(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+    outs = [_numpy(ops.cast(o, "float32")) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
     layouts = record.extra["hwc_flat"]
     return {path: _to_canonical(outs[i], layouts.get(path)) for path, i in paths.items()}
 
@@ -780,6 +809,7 @@ def _output_order(record) -> np.ndarray | None:
 
 
 def _mean_cross_entropy(logits, labels, order):
+    logits = ops.cast(logits, "float32")  # a bfloat16 model's loss is still taken in float32
     if order is not None:
         logits = ops.take(logits, order, axis=1)
     return ops.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
@@ -807,8 +837,8 @@ def _tensorflow_step(model, optimizer, record):
     order = _output_order(record)
     variables, native, weight_decay = optimizer.variables, optimizer.native, optimizer.weight_decay
 
-    # jit_compile=False: plain TensorFlow (Keras' 'auto' would pick XLA when a GPU is visible).
-    @tf.function(jit_compile=False, reduce_retracing=True)
+    # Explicit: Keras' 'auto' would pick XLA when a GPU is visible; plain is plain TensorFlow.
+    @tf.function(jit_compile=record.extra.get("execution") == "xla", reduce_retracing=True)
     def step(x, y, masks):
         _set_masks(layers, masks)  # while tracing: the masks are this trace's arguments
         try:
@@ -821,6 +851,52 @@ def _tensorflow_step(model, optimizer, record):
         return loss
 
     return step
+
+
+def _jax_step(model, optimizer, record):
+    """The JAX train step: Keras 3's stateless pattern (``stateless_call`` for the loss and
+    the new BatchNorm statistics, ``jax.value_and_grad``, the optimizer's
+    ``stateless_apply``) under one ``jax.jit``; train_step writes the results back."""
+    import jax
+
+    layers = _masked_layers(record)
+    order = _output_order(record)
+    native, weight_decay = optimizer.native, optimizer.weight_decay
+    # stateless_call takes the model's own variable order; the optimizer was built in canonical order
+    canonical = {id(v): i for i, v in enumerate(optimizer.variables)}
+    model_order = [canonical[id(v)] for v in model.trainable_variables]
+
+    def loss(trainable, non_trainable, x, y, masks):
+        _set_masks(layers, masks)  # while tracing: the masks are this trace's arguments
+        try:
+            logits, non_trainable = model.stateless_call([trainable[i] for i in model_order], non_trainable, x,
+                                                         training=True)
+        finally:
+            _set_masks(layers, {})
+        return _mean_cross_entropy(logits, y, order), non_trainable
+
+    @jax.jit
+    def step(trainable, non_trainable, optimizer_state, x, y, masks):
+        (value, non_trainable), grads = jax.value_and_grad(loss, has_aux=True)(trainable, non_trainable, x, y,
+                                                                                masks)
+        if weight_decay:
+            grads = [g + weight_decay * v for g, v in zip(grads, trainable)]
+        trainable, optimizer_state = native.stateless_apply(optimizer_state, grads, trainable)
+        return value, trainable, non_trainable, optimizer_state
+
+    def run(x, y, masks):
+        value, trainable, non_trainable, state = step(
+            [v.value for v in optimizer.variables], [v.value for v in model.non_trainable_variables],
+            [v.value for v in native.variables], x, y, masks)
+        for variable, new in zip(optimizer.variables, trainable):
+            variable.assign(new)
+        for variable, new in zip(model.non_trainable_variables, non_trainable):
+            variable.assign(new)
+        for variable, new in zip(native.variables, state):
+            variable.assign(new)
+        return value
+
+    return run
 
 
 def _torch_step(model, optimizer, record, x, y, masks):
@@ -861,13 +937,38 @@ def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> floa
                 optimizer.compiled = _tensorflow_step(model, optimizer, record)
             loss = optimizer.compiled(ops.convert_to_tensor(batch), ops.convert_to_tensor(labels),
                                       {p: ops.convert_to_tensor(m) for p, m in masks.items()})
+        elif name == "jax":
+            if optimizer.compiled is None:
+                optimizer.compiled = _jax_step(model, optimizer, record)
+            loss = optimizer.compiled(ops.convert_to_tensor(batch), ops.convert_to_tensor(labels),
+                                      {p: ops.convert_to_tensor(m) for p, m in masks.items()})
         elif name == "torch":
             loss = _torch_step(model, optimizer, record, batch, labels, masks)
         else:
-            raise BackendError(f"keras: train_step is implemented for the tensorflow and torch Keras "
+            raise BackendError(f"keras: train_step is implemented for the tensorflow, jax and torch Keras "
                                f"backends, not {name!r} (set KERAS_BACKEND)")
     optimizer.steps += 1
     return float(_numpy(loss))
+
+
+def peak_device_memory_mb(device: str = "gpu") -> float | None:
+    """The most GPU memory the Keras backend's allocator has held in this process, in MiB
+    (TensorFlow's ``get_memory_info('GPU:0')['peak']``, JAX's ``peak_bytes_in_use``,
+    PyTorch's ``max_memory_allocated``); None for the CPU."""
+    if keras_device(device) == "cpu":
+        return None
+    name = _backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 20
+    if name == "jax":
+        import jax
+        stats = jax.devices("gpu")[0].memory_stats() or {}
+        return stats["peak_bytes_in_use"] / 2 ** 20 if "peak_bytes_in_use" in stats else None
+    if name == "torch":
+        import torch
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return None
 
 
 def seed_everything(seed: int) -> str:

@@ -15,8 +15,8 @@ import numpy as np
 
 from . import training
 from ..spec.pooling import avg_pool_divisor, pool_padding
-from .common import (BackendError, BuildRecord, as_input, build_tree, check_device, check_weights,
-                     parameter_rows, record_of, RECORD_ATTRIBUTE)
+from .common import (BackendError, BuildRecord, as_input, build_tree, check_device, check_run_options,
+                     check_weights, parameter_rows, record_of, RECORD_ATTRIBUTE)
 from .frameworks import import_mxnet
 
 mx = import_mxnet()
@@ -237,21 +237,36 @@ def mx_context(device: str):
     return mx.cpu()
 
 
-def build(spec, device: str = "cpu", lockstep_dropout: bool = False):
-    """A ``HybridSequential`` (not hybridized), initialised. ``lockstep_dropout=True``: every
-    dropout layer multiplies by a mask given to ``train_step`` instead of drawing its own."""
+EXECUTIONS = {"plain": "imperative Gluon (not hybridized)",
+              "hybrid": "hybridize(static_alloc=True, static_shape=True): one cached graph"}
+PRECISIONS = {"float32": "float32 throughout (netparity does not drive MXNet's AMP: mxnet.contrib.amp "
+                         "rewrites the global operator table, which would change every other model in "
+                         "the process)"}
+
+
+def build(spec, device: str = "cpu", lockstep_dropout: bool = False, execution: str = "plain",
+          precision: str = "float32"):
+    """A ``HybridSequential``, initialised; hybridized when ``execution="hybrid"``.
+    ``lockstep_dropout=True``: every dropout layer multiplies by a mask given to
+    ``train_step`` instead of drawing its own (imperative only)."""
     context = mx_context(device)
+    check_run_options(execution, precision, EXECUTIONS, PRECISIONS, NAME)
+    if execution == "hybrid" and lockstep_dropout:
+        raise BackendError("mxnet: lockstep_dropout=True cannot be hybridized (its dropout masks change "
+                           "every step and a cached graph cannot read them); use execution='plain'")
     record = BuildRecord(spec, spec.infer(), device)
     builders = LAYER_BUILDERS
     if lockstep_dropout:
         builders = {**LAYER_BUILDERS, "dropout": lambda layer, row, children: MaskedDropout(layer.p)}
-    record.extra["lockstep_dropout"] = bool(lockstep_dropout)
+    record.extra.update(lockstep_dropout=bool(lockstep_dropout), execution=execution, precision=precision)
     model = nn.HybridSequential()
     model.add(*build_tree(spec, builders, record))
     # Every layer knows its input size, so nothing is deferred: weights can be set at once.
     # Xavier is the canonical weights' distribution (Gluon's default is Uniform(0.07)).
     model.initialize(mx.init.Xavier(), ctx=context)
     object.__setattr__(model, RECORD_ATTRIBUTE, record)  # a plain attribute, not a child block
+    if execution == "hybrid":
+        model.hybridize(static_alloc=True, static_shape=True)
     return model
 
 
@@ -463,6 +478,17 @@ def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> floa
             record.layers[path].mask = None
     optimizer.steps += 1
     return value
+
+
+def peak_device_memory_mb(device: str = "gpu") -> float | None:
+    """GPU memory in use on the first GPU, in MiB (total minus free, from
+    ``mx.context.gpu_memory_info``: MXNet keeps no peak counter, and its pooled allocator
+    holds what it once used, so after a run this is close to the peak); None for the CPU."""
+    context = mx_context(device)
+    if context.device_type != "gpu":
+        return None
+    free, total = mx.context.gpu_memory_info(context.device_id)
+    return (total - free) / 2 ** 20
 
 
 def seed_everything(seed: int) -> str:

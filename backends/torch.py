@@ -8,12 +8,13 @@ PyTorch's SGD is also the reference the other backends' training follows.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 
 import numpy as np
 
 from . import training
-from .common import (BackendError, BuildRecord, as_input, build_tree, check_device, check_weights,
-                     parameter_rows, record_of, RECORD_ATTRIBUTE)
+from .common import (BackendError, BuildRecord, as_input, build_tree, check_device, check_run_options,
+                     check_weights, parameter_rows, record_of, RECORD_ATTRIBUTE)
 from .frameworks import import_torch
 
 torch = import_torch()
@@ -124,19 +125,51 @@ def torch_device(device: str):
     return torch.device("cpu")
 
 
-def build(spec, device: str = "cpu", lockstep_dropout: bool = False) -> nn.Module:
+EXECUTIONS = {"plain": "eager nn.Module",
+              "channels_last": "weights and batches in torch.channels_last memory format",
+              "compile": "torch.compile of the module for forward and train_step, compiled on first use"}
+PRECISIONS = {"float32": "float32 throughout",
+              "bfloat16": "torch.autocast(bfloat16) around forward; float32 weights and SGD",
+              "float16": "torch.autocast(float16) with a GradScaler; float32 weights and SGD"}
+
+
+def build(spec, device: str = "cpu", lockstep_dropout: bool = False, execution: str = "plain",
+          precision: str = "float32") -> nn.Module:
     """An ``nn.Sequential`` in eval mode. ``lockstep_dropout=True``: every dropout layer
-    multiplies by a mask given to ``train_step`` instead of drawing its own."""
+    multiplies by a mask given to ``train_step`` instead of drawing its own. ``execution``
+    and ``precision`` (see EXECUTIONS, PRECISIONS) change how ``forward`` and ``train_step``
+    run, not the function; ``forward_layers`` and ``input_gradient`` always run the eager
+    float32 module, so parity checks see the network itself."""
     target = torch_device(device)
+    check_run_options(execution, precision, EXECUTIONS, PRECISIONS, NAME)
     record = BuildRecord(spec, spec.infer(), device)
     builders = LAYER_BUILDERS
     if lockstep_dropout:
         builders = {**LAYER_BUILDERS, "dropout": lambda layer, row, children: MaskedDropout(layer.p)}
-    record.extra["lockstep_dropout"] = bool(lockstep_dropout)
+    record.extra.update(lockstep_dropout=bool(lockstep_dropout), execution=execution, precision=precision)
     model = nn.Sequential(*build_tree(spec, builders, record)).to(target)
+    if execution == "channels_last":
+        model.to(memory_format=torch.channels_last)
+    # torch.compile is lazy: nothing is compiled until the first forward or train_step.
+    record.extra["runner"] = torch.compile(model) if execution == "compile" else model
     object.__setattr__(model, RECORD_ATTRIBUTE, record)  # a plain attribute, not a submodule
     model.eval()
     return model
+
+
+def _batch_tensor(record, batch: np.ndarray, device):
+    tensor = torch.from_numpy(batch).to(device)
+    if record.extra.get("execution") == "channels_last" and tensor.dim() == 4:
+        tensor = tensor.contiguous(memory_format=torch.channels_last)
+    return tensor
+
+
+def _autocast(record, device):
+    """The autocast context of the model's precision (nothing for float32)."""
+    precision = record.extra.get("precision", "float32")
+    if precision == "float32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=getattr(torch, precision))
 
 
 def _device_of(model) -> "torch.device":
@@ -165,17 +198,23 @@ def set_weights(model, weights: dict[str, np.ndarray]) -> None:
 
 def _run(model, x, training: bool, capture: bool):
     record = record_of(model, NAME)
-    batch = torch.from_numpy(as_input(x, record, NAME)).to(_device_of(model))
+    device = _device_of(model)
     outputs: dict[str, np.ndarray] = {}
     hooks = []
     if capture:
+        batch = torch.from_numpy(as_input(x, record, NAME)).to(device)
         for path, module in record.layers.items():
             hooks.append(module.register_forward_hook(
-                lambda _m, _i, out, path=path: outputs.__setitem__(path, out.detach().cpu().numpy())))
+                lambda _m, _i, out, path=path: outputs.__setitem__(
+                    path, out.detach().float().cpu().contiguous().numpy())))
+        run, precision = model, nullcontext()
+    else:
+        batch = _batch_tensor(record, as_input(x, record, NAME), device)
+        run, precision = record.extra.get("runner", model), _autocast(record, device)
     model.train(training)
     try:
-        with torch.no_grad():
-            result = model(batch).cpu().numpy()
+        with torch.no_grad(), precision:
+            result = run(batch).float().cpu().numpy()
     finally:
         for hook in hooks:
             hook.remove()
@@ -226,9 +265,11 @@ STATE_FORM = "buf"  # torch.optim.SGD keeps buf; p -= lr * buf
 
 
 class SGDOptimizer(training.SGDOptimizer):
-    """``torch.optim.SGD`` (``native``) over the model's parameters in canonical order."""
+    """``torch.optim.SGD`` (``native``) over the model's parameters in canonical order;
+    ``scaler``: the GradScaler of a float16 model (None otherwise)."""
 
     backend = NAME
+    scaler = None
 
     @property
     def lr(self) -> float:
@@ -255,7 +296,11 @@ def make_optimizer(model, lr: float, momentum: float = 0.0, weight_decay: float 
         raise BackendError("torch: the model's parameters are not the spec's trainable weights")
     native = torch.optim.SGD([p for _, p in pairs], lr=lr, momentum=momentum, weight_decay=weight_decay,
                              dampening=0.0, nesterov=False)
-    return SGDOptimizer(model, native, [k for k, _ in pairs], momentum, weight_decay)
+    optimizer = SGDOptimizer(model, native, [k for k, _ in pairs], momentum, weight_decay)
+    if record.extra.get("precision") == "float16":
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range
+        optimizer.scaler = torch.amp.GradScaler(_device_of(model).type)
+    return optimizer
 
 
 def set_learning_rate(optimizer: SGDOptimizer, lr: float) -> None:
@@ -275,19 +320,36 @@ def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> floa
     device = _device_of(model)
     for path, mask in masks.items():
         record.layers[path].mask = torch.from_numpy(mask).to(device)
+    run = record.extra.get("runner", model)
     model.train()
     try:
-        logits = model(torch.from_numpy(batch).to(device))
-        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels).to(device))
+        with _autocast(record, device):
+            logits = run(_batch_tensor(record, batch, device))
+        # the loss in float32 (autocast would compute it so too): logits may be bf16/fp16
+        loss = torch.nn.functional.cross_entropy(logits.float(), torch.from_numpy(labels).to(device))
         optimizer.native.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.native.step()
+        if optimizer.scaler is None:
+            loss.backward()
+            optimizer.native.step()
+        else:
+            optimizer.scaler.scale(loss).backward()
+            optimizer.scaler.step(optimizer.native)
+            optimizer.scaler.update()
     finally:
         model.eval()
         for path in masks:
             record.layers[path].mask = None
     optimizer.steps += 1
     return float(loss.detach().cpu())
+
+
+def peak_device_memory_mb(device: str = "gpu") -> float | None:
+    """The most GPU memory PyTorch's allocator has held since the process started (or the
+    last ``torch.cuda.reset_peak_memory_stats``), in MiB; None for the CPU. Per process, not
+    per model: it counts hand-written models too."""
+    if torch_device(device).type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated() / 2 ** 20
 
 
 def seed_everything(seed: int) -> str:

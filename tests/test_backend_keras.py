@@ -325,6 +325,14 @@ OTHER_BACKEND_SCRIPT = textwrap.dedent("""
         "running_mean": rel(K.get_weights(km)["blocks[1].running_mean"], T.get_weights(tm)["blocks[1].running_mean"]),
         "bitwise": all(np.array_equal(v, w[k]) for k, v in K.get_weights(km).items() if "running" not in k),
     }
+    # three SGD steps (momentum, weight decay) on this Keras backend follow torch.optim.SGD
+    y = np.array([0, 1, 2, 4])
+    ok, ot = K.make_optimizer(km, 0.1, 0.9, 1e-3), T.make_optimizer(tm, 0.1, 0.9, 1e-3)
+    result["train_losses"] = rel(np.array([K.train_step(km, ok, x, y) for _ in range(3)]),
+                                 np.array([T.train_step(tm, ot, x, y) for _ in range(3)]))
+    kw, tw = K.get_weights(km), T.get_weights(tm)
+    # running_var excepted: PyTorch's is unbiased, Keras' biased (docs/framework-differences.md row 1c)
+    result["trained_weights"] = max(rel(kw[k], tw[k]) for k in tw if not k.endswith("running_var"))
     print("RESULT " + json.dumps(result))
 """)
 
@@ -341,5 +349,6 @@ def test_other_keras_backends(backend):
     result = json.loads(lines[-1][len("RESULT "):])
     assert f"({backend} " in result["version"]
     assert result["bitwise"]
-    for key in ("forward", "layers", "gradient", "train_gradient", "running_mean"):
+    for key in ("forward", "layers", "gradient", "train_gradient", "running_mean", "train_losses",
+                "trained_weights"):
         assert result[key] <= 1e-5, f"Keras {backend} backend: {key} rel {result[key]:.3g}"
