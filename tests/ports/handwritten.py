@@ -1,6 +1,9 @@
 """ResNet-18 and GoogLeNet written by hand, the way "Dive into Deep Learning" writes them.
 
-One idiomatic native definition per framework, independent of netparity's spec and backends:
+ResNet-18 lives in the package, ``netparity.compare.reference`` (the benchmark's hand-written
+reference, one home for it); this module wraps it as the test factories expect and keeps
+GoogLeNet, written here in the same style. One idiomatic native definition per framework,
+independent of netparity's spec and backends:
 
 - PyTorch: ``nn.Module`` classes ``Residual`` / ``Inception`` (functional ReLUs in ``forward``),
   stages ``b1`` .. ``b5`` as ``nn.Sequential``;
@@ -26,15 +29,14 @@ models in eval-ready state; ``verify_port`` overwrites a candidate's weights wit
 
 from __future__ import annotations
 
-from netparity.backends.frameworks import import_keras, import_mxnet, import_torch
+# The reference modules import their framework through netparity.backends.frameworks, which
+# closes the frameworks' import-order traps (triton before TensorFlow, MXNet's np.bool).
+from netparity.compare.reference import IN_CHANNELS, NUM_CLASSES
+from netparity.compare.reference import keras as keras_reference
+from netparity.compare.reference import mxnet as mxnet_reference
+from netparity.compare.reference import torch as torch_reference
 
-# Import order matters (see backends.frameworks): torch, then mxnet, then keras.
-torch = import_torch()
-mx = import_mxnet()
-keras = import_keras()
-
-NUM_CLASSES = 10
-IN_CHANNELS = 1
+torch, mx, keras = torch_reference.torch, mxnet_reference.mx, keras_reference.keras
 
 # GoogLeNet's Inception configurations (c1, (c2 reduce, c2), (c3 reduce, c3), c4), per stage.
 B3 = ((64, (96, 128), (16, 32), 32), (128, (128, 192), (32, 96), 64))
@@ -54,37 +56,17 @@ def _inception_out(c1, c2, c3, c4) -> int:
 tnn = torch.nn
 F = torch.nn.functional
 
-
-class Residual(tnn.Module):
-    """d2l's residual unit: relu(bn2(conv2(relu(bn1(conv1(x))))) + [conv3](x))."""
-
-    def __init__(self, input_channels, num_channels, use_1x1conv=False, strides=1):
-        super().__init__()
-        self.conv1 = tnn.Conv2d(input_channels, num_channels, kernel_size=3, padding=1, stride=strides)
-        self.conv2 = tnn.Conv2d(num_channels, num_channels, kernel_size=3, padding=1)
-        if use_1x1conv:
-            self.conv3 = tnn.Conv2d(input_channels, num_channels, kernel_size=1, stride=strides)
-        else:
-            self.conv3 = None
-        self.bn1 = tnn.BatchNorm2d(num_channels)
-        self.bn2 = tnn.BatchNorm2d(num_channels)
-
-    def forward(self, X):
-        Y = F.relu(self.bn1(self.conv1(X)))
-        Y = self.bn2(self.conv2(Y))
-        if self.conv3:
-            X = self.conv3(X)
-        Y += X  # in place, as the book writes it
-        return F.relu(Y)
+Residual = torch_reference.Residual
+torch_resnet_block = torch_reference.resnet_block
 
 
 class ResidualOutOfPlace(Residual):
     """The same unit with ``Y = Y + X`` instead of ``Y += X`` (same function).
 
-    The in-place add writes into bn2's output tensor after bn2 has returned; verify_port's
-    PyTorch tracer keeps that output as a NumPy view of the live tensor (no copy), so the
-    recorded bn2 output becomes bn2 + shortcut. This variant is the control that shows the
-    port itself is right (tests/test_port_handwritten.py)."""
+    The in-place add writes into bn2's output tensor after bn2 has returned; a tracer that kept
+    that output as a NumPy view of the live tensor (no copy) would record bn2 + shortcut as
+    bn2's output. This variant is the control that shows the port itself is right
+    (tests/test_port_handwritten.py)."""
 
     def forward(self, X):
         Y = F.relu(self.bn1(self.conv1(X)))
@@ -94,33 +76,17 @@ class ResidualOutOfPlace(Residual):
         return F.relu(Y + X)
 
 
-def torch_resnet_block(input_channels, num_channels, num_residuals, first_block=False, residual=Residual):
-    blk = []
-    for i in range(num_residuals):
-        if i == 0 and not first_block:
-            blk.append(residual(input_channels, num_channels, use_1x1conv=True, strides=2))
-        else:
-            blk.append(residual(num_channels, num_channels))
-    return blk
-
-
-def torch_resnet18(residual=Residual) -> tnn.Module:
-    b1 = tnn.Sequential(tnn.Conv2d(IN_CHANNELS, 64, kernel_size=7, stride=2, padding=3),
-                        tnn.BatchNorm2d(64), tnn.ReLU(),
-                        tnn.MaxPool2d(kernel_size=3, stride=2, padding=1))
-    b2 = tnn.Sequential(*torch_resnet_block(64, 64, 2, first_block=True, residual=residual))
-    b3 = tnn.Sequential(*torch_resnet_block(64, 128, 2, residual=residual))
-    b4 = tnn.Sequential(*torch_resnet_block(128, 256, 2, residual=residual))
-    b5 = tnn.Sequential(*torch_resnet_block(256, 512, 2, residual=residual))
-    net = tnn.Sequential(b1, b2, b3, b4, b5,
-                         tnn.AdaptiveAvgPool2d((1, 1)),
-                         tnn.Flatten(), tnn.Linear(512, NUM_CLASSES))
-    return net.eval()
+def torch_resnet18() -> tnn.Module:
+    return torch_reference.resnet18(32).eval()
 
 
 def torch_resnet18_out_of_place() -> tnn.Module:
-    """``torch_resnet18`` with ``ResidualOutOfPlace`` units."""
-    return torch_resnet18(residual=ResidualOutOfPlace)
+    """``torch_resnet18`` with ``ResidualOutOfPlace`` units (the same parameters, another forward)."""
+    net = torch_resnet18()
+    for unit in net.modules():
+        if type(unit) is Residual:
+            unit.__class__ = ResidualOutOfPlace
+    return net
 
 
 class Inception(tnn.Module):
@@ -178,59 +144,21 @@ def torch_googlenet() -> tnn.Module:
 
 gnn = mx.gluon.nn
 
-
-class GluonResidual(mx.gluon.HybridBlock):
-    """d2l's residual unit in Gluon (``Residual`` in the book's MXNet edition)."""
-
-    def __init__(self, num_channels, use_1x1conv=False, strides=1, **kwargs):
-        super().__init__(**kwargs)
-        self.conv1 = gnn.Conv2D(num_channels, kernel_size=3, padding=1, strides=strides)
-        self.conv2 = gnn.Conv2D(num_channels, kernel_size=3, padding=1)
-        if use_1x1conv:
-            self.conv3 = gnn.Conv2D(num_channels, kernel_size=1, strides=strides)
-        else:
-            self.conv3 = None
-        self.bn1 = gnn.BatchNorm()
-        self.bn2 = gnn.BatchNorm()
-
-    def hybrid_forward(self, F, X):
-        Y = F.relu(self.bn1(self.conv1(X)))
-        Y = self.bn2(self.conv2(Y))
-        if self.conv3:
-            X = self.conv3(X)
-        return F.relu(Y + X)
-
-
-def mxnet_resnet_block(num_channels, num_residuals, first_block=False):
-    blk = gnn.HybridSequential()
-    for i in range(num_residuals):
-        if i == 0 and not first_block:
-            blk.add(GluonResidual(num_channels, use_1x1conv=True, strides=2))
-        else:
-            blk.add(GluonResidual(num_channels))
-    return blk
+GluonResidual = mxnet_reference.Residual
+mxnet_resnet_block = mxnet_reference.resnet_block
 
 
 def _mxnet_ready(net, size: int = 32):
     """Initialise (shapes are deferred until the first forward), run it once, hybridize."""
-    net.initialize(mx.init.Xavier())
-    net(mx.nd.zeros((1, IN_CHANNELS, size, size)))
+    mxnet_reference.initialize(net, size)
     net.hybridize()
     return net
 
 
 def mxnet_resnet18():
-    b1 = gnn.HybridSequential()
-    b1.add(gnn.Conv2D(64, kernel_size=7, strides=2, padding=3), gnn.BatchNorm(),
-           gnn.Activation('relu'), gnn.MaxPool2D(pool_size=3, strides=2, padding=1))
-    net = gnn.HybridSequential()
-    net.add(b1,
-            mxnet_resnet_block(64, 2, first_block=True),
-            mxnet_resnet_block(128, 2),
-            mxnet_resnet_block(256, 2),
-            mxnet_resnet_block(512, 2),
-            gnn.GlobalAvgPool2D(), gnn.Dense(NUM_CLASSES))
-    return _mxnet_ready(net)
+    net = mxnet_reference.resnet18(32)
+    net.hybridize()
+    return net
 
 
 class GluonInception(mx.gluon.HybridBlock):
@@ -284,77 +212,15 @@ def mxnet_googlenet():
 
 kl = keras.layers
 
-
-class NegInfPadding2D(kl.Layer):
-    """Pads H and W with -inf (channels_last): what PyTorch's padded max pooling pads with."""
-
-    def __init__(self, padding=1, **kwargs):
-        super().__init__(**kwargs)
-        self.padding = int(padding)
-
-    def call(self, x):
-        p = self.padding
-        return keras.ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=float("-inf"))
-
-    def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        grow = 2 * self.padding
-        return (n, None if h is None else h + grow, None if w is None else w + grow, c)
-
-    def get_config(self):
-        return {**super().get_config(), "padding": self.padding}
-
-
-def _conv(x, filters, kernel_size, strides=1, padding=0, activation=None):
-    """A PyTorch-style padded conv: explicit zero padding, then a 'valid' conv."""
-    if padding:
-        x = kl.ZeroPadding2D(padding)(x)
-    return kl.Conv2D(filters, kernel_size, strides=strides, padding='valid', activation=activation)(x)
-
-
-def _max_pool(x, pool_size=3, strides=2, padding=1):
-    """A PyTorch-style padded max pool: -inf padding, then a 'valid' pool."""
-    if padding:
-        x = NegInfPadding2D(padding)(x)
-    return kl.MaxPooling2D(pool_size, strides=strides, padding='valid')(x)
-
-
-def _batch_norm(x):
-    return kl.BatchNormalization(epsilon=1e-5, momentum=0.9)(x)
-
-
-def keras_residual(x, num_channels, use_1x1conv=False, strides=1):
-    y = _conv(x, num_channels, 3, strides=strides, padding=1)
-    y = kl.ReLU()(_batch_norm(y))
-    y = _batch_norm(_conv(y, num_channels, 3, padding=1))
-    if use_1x1conv:
-        x = kl.Conv2D(num_channels, 1, strides=strides, padding='valid')(x)
-    return kl.ReLU()(kl.Add()([y, x]))
-
-
-def keras_resnet_block(x, num_channels, num_residuals, first_block=False):
-    for i in range(num_residuals):
-        if i == 0 and not first_block:
-            x = keras_residual(x, num_channels, use_1x1conv=True, strides=2)
-        else:
-            x = keras_residual(x, num_channels)
-    return x
+NegInfPadding2D = keras_reference.NegInfPadding2D
+_conv = keras_reference.conv
+_max_pool = keras_reference.max_pool
+keras_residual = keras_reference.residual
+keras_resnet_block = keras_reference.resnet_block
 
 
 def keras_resnet18(input_size: int = 32):
-    inputs = keras.Input((input_size, input_size, IN_CHANNELS))
-    # b1
-    x = _conv(inputs, 64, 7, strides=2, padding=3)
-    x = kl.ReLU()(_batch_norm(x))
-    x = _max_pool(x, 3, 2, 1)
-    # b2 .. b5
-    x = keras_resnet_block(x, 64, 2, first_block=True)
-    x = keras_resnet_block(x, 128, 2)
-    x = keras_resnet_block(x, 256, 2)
-    x = keras_resnet_block(x, 512, 2)
-    x = kl.GlobalAveragePooling2D()(x)
-    outputs = kl.Dense(NUM_CLASSES)(x)
-    return keras.Model(inputs, outputs, name="resnet18")
+    return keras_reference.resnet18(input_size)
 
 
 def keras_inception(x, c1, c2, c3, c4):
