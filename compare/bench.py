@@ -30,7 +30,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .bench_worker import MARKER, VARIANT_ENV, VARIANTS, split_variant
+from .bench_worker import MARKER, VARIANTS, split_variant
 
 FORMAT = "netparity.bench/1"
 MODES = ("train", "infer")
@@ -52,7 +52,7 @@ def _run_worker(args: list[str], timeout: float | None, variant: str | None = No
     """Run one worker; its result dict, or ``{"error": ...}`` when it failed. ``variant``
     adds its environment (``keras[torch]``: KERAS_BACKEND=torch)."""
     command = [sys.executable, "-m", "netparity.compare.bench_worker", *args]
-    env = {**worker_env(), **VARIANT_ENV.get(variant, {})}
+    env = {**worker_env(), **(VARIANTS[variant].env if variant in VARIANTS else {})}
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -64,18 +64,44 @@ def _run_worker(args: list[str], timeout: float | None, variant: str | None = No
     return {"error": tail or f"worker exited with status {done.returncode}", "returncode": done.returncode}
 
 
-def expand_variants(frameworks, fast: bool = True) -> list[str]:
-    """Backend names expand to all their variants (``mxnet`` -> ``mxnet``, ``mxnet[hybrid]``;
-    ``torch`` -> ``torch``, ``torch[channels_last]``, ``torch[compile]``), or with
-    ``fast=False`` to their plain variant only; a variant label stays as it is; unknown
-    names are kept (their worker reports the error)."""
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _expands_to(variant, model, device: str) -> bool:
+    from .reference import has_reference
+
+    if variant.when == "gpu":
+        return device == "gpu"
+    if variant.when == "reference":  # the hand-written references are built for the CPU
+        return model is not None and has_reference(str(model)) and device == "cpu"
+    if variant.when == "jax":
+        return _installed("jax")
+    if variant.when == "named":
+        return False
+    if variant.keras_backend and variant.keras_backend == os.environ.get("KERAS_BACKEND"):
+        return False  # the plain ``keras`` row already runs on that Keras backend
+    return True
+
+
+def expand_variants(frameworks, fast: bool = True, model=None, device: str = "cpu") -> list[str]:
+    """Backend names expand to their variants: with ``fast`` every fast mode, mixed precision
+    on the GPU, and the hand-written reference when ``model`` has one (``mxnet`` -> ``mxnet``,
+    ``mxnet[hybrid]``, ``mxnet[handwritten]``); with ``fast=False`` the plain variant only.
+    A variant label stays as it is; unknown names are kept (their worker reports the error)."""
     from ..backends import available
 
     names = list(frameworks) if frameworks else available()
     variants: list[str] = []
     for name in names:
-        expanded = VARIANTS.get(name, (name,))
-        for variant in expanded if fast else expanded[:1]:
+        own = [v for v in VARIANTS.values() if v.backend == name and v.label != name]
+        if name in VARIANTS:
+            expanded = [name, *(v.label for v in own if fast and _expands_to(v, model, device))]
+        else:
+            expanded = [name]
+        for variant in expanded:
             if variant not in variants:
                 variants.append(variant)
     return variants
@@ -90,38 +116,77 @@ def _cache_dir() -> Path:
     return Path(base) / "netparity"
 
 
-def _ceiling_key(size: int) -> str:
+def gpu_info() -> dict | None:
+    """Name, driver and memory of the first NVIDIA GPU from ``nvidia-smi``; None without one."""
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                               "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    if done.returncode != 0 or not lines:
+        return None
+    name, driver, memory = (part.strip() for part in (lines[0].split(",") + ["", ""])[:3])
+    return {"name": name, "driver": driver, "memory_total": memory, "count": len(lines)}
+
+
+def _ceiling_key(size: int, device: str) -> str:
+    if device == "gpu":
+        info = gpu_info() or {}
+        return f"gpu|{info.get('name', '-')}|driver={info.get('driver', '-')}|size={size}"
     return (f"{platform.machine()}|{platform.processor() or '-'}|cpus={os.cpu_count()}|"
             f"threads={worker_env()['OMP_NUM_THREADS']}|size={size}")
 
 
-def ceiling(size: int = 2048, repeats: int = 3, refresh: bool = False) -> float:
-    """The practical float32 CPU ceiling in GFLOP/s: the best of ``repeats`` NumPy
-    ``size x size`` matmuls, measured in a worker process with the benchmark's thread
-    count, cached in ``$XDG_CACHE_HOME/netparity/ceiling.json`` (``~/.cache``) per
-    machine, thread count and size."""
+BUSY_LOAD = 0.5
+"""A ceiling measured while the 1-minute load average exceeded this fraction of the cores
+is measured again on the next call (a busy machine lowers it); the cache keeps the best."""
+
+
+def _busy(entry: dict) -> bool:
+    load = (entry.get("load_before") or [0.0])[0]
+    return load > BUSY_LOAD * (os.cpu_count() or 1)
+
+
+def ceiling_entry(size: int | None = None, repeats: int = 3, refresh: bool = False, device: str = "cpu") -> dict:
+    """The device's practical matrix-multiply ceiling: on the CPU the best of ``repeats``
+    NumPy float32 ``size x size`` matmuls (size 2048) with the benchmark's thread count; on
+    the GPU PyTorch's float32 (TF32 off) and bfloat16 rates (size 8192). Measured in a worker
+    process and cached in ``$XDG_CACHE_HOME/netparity/ceiling.json`` (``~/.cache``) per
+    machine, thread count (or GPU and driver) and size, with the load average around the
+    measurement. Measured again when ``refresh`` or when the cached figure was taken on a
+    busy machine; the best figure is kept. Returns the cache entry (``gflops``, on the GPU
+    also ``bf16_gflops``)."""
     from ..spec.files import write_atomic
 
+    size = size or (8192 if device == "gpu" else 2048)
     path = _cache_dir() / "ceiling.json"
-    key = _ceiling_key(size)
+    key = _ceiling_key(size, device)
     try:
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
         cache = {}
-    if not refresh and isinstance(cache.get(key), dict) and cache[key].get("gflops", 0) > 0:
-        return float(cache[key]["gflops"])
+    cached = cache.get(key) if isinstance(cache.get(key), dict) else None
+    if cached and cached.get("gflops", 0) > 0 and not refresh and not _busy(cached):
+        return cached
     load_before = os.getloadavg()
-    result = _run_worker(["--ceiling", str(size), str(repeats)], timeout=600)
+    result = _run_worker(["--ceiling", str(size), str(repeats), device], timeout=600)
     if "error" in result:
-        raise RuntimeError(f"ceiling measurement failed: {result['error']}")
-    gflops = float(result["gflops"])
-    # a busy machine lowers the ceiling: the load is kept so that a reader can judge it
-    cache[key] = {"gflops": gflops, "repeats": repeats, "load_before": list(load_before),
-                  "load_after": list(os.getloadavg()),
-                  "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        raise RuntimeError(f"ceiling measurement on the {device} failed: {result['error']}")
+    entry = {**result, "size": size, "repeats": repeats, "device": device, "load_before": list(load_before),
+             "load_after": list(os.getloadavg()),
+             "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if cached and cached.get("gflops", 0) > entry["gflops"]:
+        entry = {**cached, "remeasured": entry["measured"], "remeasured_gflops": entry["gflops"]}
+    cache[key] = entry
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(cache, indent=1) + "\n")
-    return gflops
+    return entry
+
+
+def ceiling(size: int | None = None, repeats: int = 3, refresh: bool = False, device: str = "cpu") -> float:
+    """The practical float32 ceiling in GFLOP/s (see ``ceiling_entry``)."""
+    return float(ceiling_entry(size, repeats, refresh, device)["gflops"])
 
 
 # ---------------------------------------------------------------------------------------
@@ -139,13 +204,27 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def _ceiling_for(variant: str, ceiling: dict | None) -> float | None:
+    """The ceiling a variant is measured against: bfloat16 rows against the bfloat16 rate
+    where one was measured (GPU), everything else against float32."""
+    if not ceiling:
+        return None
+    spec = VARIANTS.get(variant)
+    if spec is not None and spec.precision != "float32" and ceiling.get("bf16_gflops"):
+        return ceiling["bf16_gflops"]
+    return ceiling.get("gflops")
+
+
 def _aggregate(variant: str, mode: str, runs: list[dict], batch_size: int, flops_per_image: int,
-               ceiling_gflops: float | None) -> dict:
+               ceiling: dict | None) -> dict:
     ok = [r for r in runs if "error" not in r]
     failures = [{"repeat": r["repeat"], "error": r["error"], "returncode": r.get("returncode")}
                 for r in runs if "error" in r]
     base, fast = split_variant(variant)
-    entry = {"variant": variant, "framework": base, "fast_mode": fast, "mode": mode,
+    known = VARIANTS.get(variant)
+    entry = {"variant": variant, "framework": known.backend if known else base, "fast_mode": fast, "mode": mode,
+             "execution": known.execution if known else None, "precision": known.precision if known else None,
+             "handwritten": bool(known and known.handwritten),
              "status": "ok" if ok and not failures else ("partial" if ok else "failed"),
              "repeats_ok": len(ok), "failures": failures}
     if not ok:
@@ -154,51 +233,123 @@ def _aggregate(variant: str, mode: str, runs: list[dict], batch_size: int, flops
     median_ms = _percentile(steps, 50)
     images_per_s = batch_size / (median_ms / 1000.0)
     gflops = flops_per_image * images_per_s / 1e9
+    limit = _ceiling_for(variant, ceiling)
+    device_memory = [r["device_memory_peak_mb"] for r in ok if r.get("device_memory_peak_mb") is not None]
     entry.update(step_ms_median=median_ms, step_ms_p90=_percentile(steps, 90),
                  repeat_medians_ms=[_percentile(r["step_ms"], 50) for r in ok],
-                 images_per_s=images_per_s, gflops=gflops,
-                 ceiling_fraction=gflops / ceiling_gflops if ceiling_gflops else None,
+                 images_per_s=images_per_s, gflops=gflops, ceiling_fraction=gflops / limit if limit else None,
                  peak_rss_mb=max(r["peak_rss_mb"] for r in ok),
+                 device_memory_peak_mb=max(device_memory) if device_memory else None,
                  finite=all(r.get("finite", True) for r in ok), version=ok[0].get("version"))
     if "keras_backend" in ok[0]:
         entry["keras_backend"] = ok[0]["keras_backend"]
     return entry
 
 
+def _check_settings(mode, batch_size, steps, warmup, repeats, device) -> None:
+    if mode not in (*MODES, "both"):
+        raise ValueError(f"mode must be 'train', 'infer' or 'both', got {mode!r}")
+    for name, value in (("batch_size", batch_size), ("steps", steps), ("repeats", repeats)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
+
+
+def _versions(results: list[dict]) -> dict:
+    import numpy
+
+    versions = {"python": platform.python_version(), "numpy": numpy.__version__}
+    for entry in results:
+        # one line per framework, and per Keras backend (keras on torch has torch's version in it)
+        key = entry["framework"] + (f" on {entry['keras_backend']}" if entry.get("keras_backend") else "")
+        if entry.get("version"):
+            versions.setdefault(key, entry["version"])
+    try:
+        from importlib.metadata import version as _dist_version
+
+        versions["netparity"] = _dist_version("netparity")
+    except Exception:  # not installed as a distribution
+        pass
+    return versions
+
+
+def _machine(device: str) -> dict:
+    machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+               "cpu_count": os.cpu_count(), "OMP_NUM_THREADS": worker_env()["OMP_NUM_THREADS"]}
+    if device == "gpu":
+        machine["gpu"] = gpu_info()
+    return machine
+
+
+def _measure_ceiling(device: str, size: int | None, progress) -> dict | None:
+    """The ceiling entry, or ``{"error": ...}`` when it cannot be measured (the benchmark
+    goes on without percentages)."""
+    if progress:
+        progress(f"ceiling of the {device} (cached after the first measurement)")
+    try:
+        entry = ceiling_entry(size, device=device)
+    except RuntimeError as error:
+        return {"error": str(error)}
+    what = (f"PyTorch {entry['size']}x{entry['size']} matmul on the GPU, float32 with TF32 off "
+            "(bfloat16 rows: bfloat16 rate), best of 3" if device == "gpu" else
+            f"NumPy float32 {entry['size']}x{entry['size']} matmul, best of 3, worker thread count")
+    return {key: entry.get(key) for key in ("gflops", "bf16_gflops", "device_name", "measured", "load_before")
+            if entry.get(key) is not None} | {"what": what}
+
+
 def run_bench(model: str, frameworks=None, mode: str = "both", batch_size: int = 32,
               input_size: int | None = None, steps: int = 20, warmup: int = 5, repeats: int = 3,
               device: str = "cpu", out: Path | str | None = None, measure_ceiling: bool = True,
-              ceiling_size: int = 2048, timeout: float | None = 1800, progress=None,
+              ceiling_size: int | None = None, timeout: float | None = 1800, progress=None,
               fast: bool = True) -> dict:
     """Benchmark ``model`` (zoo name or spec JSON path) in each framework variant.
 
     ``mode``: "train", "infer" or "both". ``frameworks``: backend names (all their
-    variants) or variant labels; default every installed backend. ``out``: a folder,
-    bench.json is written there atomically. ``progress``: called with a line of text
-    before each measurement. ``fast=False``: a backend name means its plain variant only
-    (fast modes then run only when named, e.g. ``torch[channels_last]``). Returns the
-    bench.json content."""
+    variants, see ``expand_variants``) or variant labels; default every installed backend.
+    ``out``: a folder; bench.json is written there atomically after every measurement, so
+    an interrupted run keeps what it measured. ``progress``: called with a line of text
+    before each measurement. ``fast=False``: a backend name means its plain variant only.
+    Returns the bench.json content."""
     from ..spec import load, zoo
     from ..spec.flops import flops
-    from ..spec.files import write_atomic
 
-    if mode not in (*MODES, "both"):
-        raise ValueError(f"mode must be 'train', 'infer' or 'both', got {mode!r}")
-    for name, value in (("batch_size", batch_size), ("steps", steps), ("repeats", repeats)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+    _check_settings(mode, batch_size, steps, warmup, repeats, device)
     spec = load(model) if str(model).endswith(".json") else zoo.get(model)
     if input_size:
         spec = spec.with_input(size=input_size)
     count = flops(spec)
     modes = list(MODES) if mode == "both" else [mode]
-    variants = expand_variants(frameworks, fast)
-    ceiling_gflops = ceiling(ceiling_size) if measure_ceiling and device == "cpu" else None
+    variants = expand_variants(frameworks, fast, model, device)
+    ceiling_found = _measure_ceiling(device, ceiling_size, progress) if measure_ceiling else None
+    ceiling_used = ceiling_found if ceiling_found and "error" not in ceiling_found else None
+    header = {
+        "format": FORMAT, "model": str(model), "spec_name": spec.name,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "settings": {"frameworks": variants, "mode": mode, "modes": modes, "batch_size": batch_size,
+                     "input_shape": list(spec.input_shape), "input_size": input_size, "steps": steps,
+                     "warmup": warmup, "repeats": repeats, "device": device},
+        "flops": {"macs_per_image": count.macs_per_image,
+                  "forward_flops_per_image": count.forward_flops_per_image,
+                  "train_flops_per_image": count.train_flops_per_image,
+                  "convention": "MACs of conv2d and dense only (no bias, BatchNorm, activation, pooling); "
+                                "forward = 2 x MACs; train = 3 x forward"},
+        "ceiling": ceiling_found,
+        "machine": _machine(device),
+    }
 
     runs: dict[tuple[str, str], list[dict]] = {(v, m): [] for m in modes for v in variants}
-    order = []
+    order: list[dict] = []
+
+    def report(complete: bool) -> dict:
+        measured = [(v, m) for m in modes for v in variants if runs[(v, m)]]
+        results = [_aggregate(v, m, runs[(v, m)], batch_size, count.flops_per_image(m), ceiling_used)
+                   for v, m in measured]
+        return {**header, "complete": complete, "versions": _versions(results), "order": order,
+                "results": results}
+
     for repeat in range(repeats):
         for m in modes:
             for variant in variants:
@@ -216,46 +367,20 @@ def run_bench(model: str, frameworks=None, mode: str = "both", batch_size: int =
                 order.append({"repeat": repeat, "variant": variant, "mode": m, "started": started,
                               "load_before": list(load_before), "load_after": list(load_after),
                               "ok": "error" not in result})
-
-    results = [_aggregate(v, m, runs[(v, m)], batch_size, count.flops_per_image(m), ceiling_gflops)
-               for m in modes for v in variants]
-    import numpy
-
-    versions = {"python": platform.python_version(), "numpy": numpy.__version__}
-    for entry in results:
-        if entry.get("version"):
-            versions[entry["framework"]] = entry["version"]
-    try:
-        from importlib.metadata import version as _dist_version
-
-        versions["netparity"] = _dist_version("netparity")
-    except Exception:  # not installed as a distribution
-        pass
-    report = {
-        "format": FORMAT, "model": str(model), "spec_name": spec.name,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "settings": {"frameworks": variants, "mode": mode, "modes": modes, "batch_size": batch_size,
-                     "input_shape": list(spec.input_shape), "input_size": input_size, "steps": steps,
-                     "warmup": warmup, "repeats": repeats, "device": device},
-        "flops": {"macs_per_image": count.macs_per_image,
-                  "forward_flops_per_image": count.forward_flops_per_image,
-                  "train_flops_per_image": count.train_flops_per_image,
-                  "convention": "MACs of conv2d and dense only (no bias, BatchNorm, activation, pooling); "
-                                "forward = 2 x MACs; train = 3 x forward"},
-        "ceiling": {"gflops": ceiling_gflops, "what": f"NumPy float32 {ceiling_size}x{ceiling_size} matmul, "
-                                                      "best of 3, worker thread count"}
-        if ceiling_gflops else None,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(), "OMP_NUM_THREADS": worker_env()["OMP_NUM_THREADS"]},
-        "versions": versions,
-        "order": order,
-        "results": results,
-    }
+                if out is not None:
+                    _write(out, report(complete=False))
+    final = report(complete=True)
     if out is not None:
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(folder / "bench.json", json.dumps(report, indent=1) + "\n")
-    return report
+        _write(out, final)
+    return final
+
+
+def _write(out, report: dict) -> None:
+    from ..spec.files import write_atomic
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / "bench.json", json.dumps(report, indent=1) + "\n")
 
 
 # ---------------------------------------------------------------------------------------
@@ -263,53 +388,81 @@ def run_bench(model: str, frameworks=None, mode: str = "both", batch_size: int =
 # ---------------------------------------------------------------------------------------
 
 def bench_table(report: dict):
-    """A rich Table: model x framework x mode with images/s, step ms (median, p90),
-    GFLOP/s, % of ceiling and peak memory."""
+    """A rich Table: framework variant x mode with images/s, step ms (median, p90), GFLOP/s,
+    % of ceiling and peak memory (host RSS; device memory on a GPU)."""
     from rich.markup import escape
     from rich.table import Table
 
     s = report["settings"]
     title = (f"{report['model']} {'x'.join(map(str, s['input_shape']))}, batch {s['batch_size']}, "
              f"{s['device']}, {s['steps']} steps x {s['repeats']} repeats")
+    device_memory = any(e.get("device_memory_peak_mb") is not None for e in report["results"])
+    columns = ["variant", "mode", "images/s", "ms median", "ms p90", "GFLOP/s", "% ceiling", "RSS MB"]
+    columns += ["GPU MB"] if device_memory else []
     table = Table(title=title)
-    for column in ("model", "framework", "mode", "images/s", "step ms median", "step ms p90", "GFLOP/s",
-                   "% of ceiling", "peak MB"):
-        table.add_column(column, justify="left" if column in ("model", "framework", "mode") else "right")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("variant", "mode") else "right")
     for entry in report["results"]:
         if entry["status"] == "failed":
             error = entry["failures"][0]["error"].splitlines()[-1] if entry["failures"] else "failed"
-            table.add_row(report["model"], escape(entry["variant"]), entry["mode"],
-                          "[red]failed: " + escape(error[:60]),
-                          "", "", "", "", "")
+            table.add_row(escape(entry["variant"]), entry["mode"], "[red]failed: " + escape(error[:70]),
+                          *[""] * (len(columns) - 3))
             continue
         fraction = entry.get("ceiling_fraction")
         variant = entry["variant"] + (" (partial)" if entry["status"] == "partial" else "")
-        table.add_row(report["model"], escape(variant), entry["mode"], f"{entry['images_per_s']:.1f}",
-                      f"{entry['step_ms_median']:.2f}", f"{entry['step_ms_p90']:.2f}", f"{entry['gflops']:.2f}",
-                      f"{100 * fraction:.1f}" if fraction is not None else "-", f"{entry['peak_rss_mb']:.0f}")
+        row = [escape(variant), entry["mode"], f"{entry['images_per_s']:.1f}", f"{entry['step_ms_median']:.2f}",
+               f"{entry['step_ms_p90']:.2f}", f"{entry['gflops']:.2f}",
+               f"{100 * fraction:.1f}" if fraction is not None else "-", f"{entry['peak_rss_mb']:.0f}"]
+        if device_memory:
+            memory = entry.get("device_memory_peak_mb")
+            row.append(f"{memory:.0f}" if memory is not None else "-")
+        table.add_row(*row)
     return table
 
 
 def bench_command(model: str, frameworks=None, mode: str = "both", batch_size: int = 32,
                   input_size: int | None = None, steps: int = 20, warmup: int = 5, repeats: int = 3,
                   device: str = "cpu", out: Path | str | None = "runs/bench", console=None,
-                  fast: bool = False) -> dict:
-    """What ``netparity bench`` does: run, write ``out/bench.json``, print the table.
-
-    ``fast`` defaults to False here (a backend name means its plain variant; fast modes run
-    when named, e.g. ``torch[channels_last]``) until the CLI has a switch for it: its test
-    expects ``--frameworks torch`` to measure plain torch only."""
+                  fast: bool = True) -> dict:
+    """What ``netparity bench MODEL`` does: run, print the table, write ``out/bench.json``
+    and the report (bench.html, bench.md, bench.png)."""
     from rich.console import Console
+
+    from .bench_report import write_bench_report
 
     console = console or Console()
     report = run_bench(model, frameworks, mode, batch_size, input_size, steps, warmup, repeats, device, out,
                        progress=lambda line: console.print(f"[dim]{line}"), fast=fast)
     console.print(bench_table(report))
-    if report.get("ceiling"):
-        console.print(f"ceiling: {report['ceiling']['gflops']:.1f} GFLOP/s ({report['ceiling']['what']})")
+    found = report.get("ceiling") or {}
+    if found.get("gflops"):
+        console.print(f"ceiling: {found['gflops']:.1f} GFLOP/s ({found['what']})")
+    elif found.get("error"):
+        console.print(f"[yellow]no ceiling: {found['error']}")
     if out is not None:
-        console.print(f"wrote {Path(out) / 'bench.json'}")
+        html, markdown = write_bench_report(out)
+        console.print(f"wrote {Path(out) / 'bench.json'}, {html}, {markdown}")
     return report
 
 
-__all__ = ["run_bench", "ceiling", "bench_table", "bench_command", "expand_variants"]
+def bench_models(jobs, frameworks=None, mode: str = "both", batch_size: int = 32, steps: int = 20,
+                 warmup: int = 5, repeats: int = 3, device: str = "cpu", out: Path | str = "runs/bench",
+                 console=None, fast: bool = True) -> list[dict]:
+    """``netparity bench`` with several models: ``jobs`` is [(model, input size or None)];
+    each model gets ``out/<model>[-<size>]/`` with its bench.json and report, and
+    ``out/summary.md`` puts them side by side (rewritten after each model)."""
+    from ..spec.files import write_atomic
+    from .bench_report import zoo_summary
+
+    reports = []
+    for model, size in jobs:
+        folder = Path(out) / (Path(str(model)).stem + (f"-{size}" if size else ""))
+        reports.append(bench_command(model, frameworks, mode, batch_size, size, steps, warmup, repeats, device,
+                                     folder, console, fast))
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_atomic(Path(out) / "summary.md", zoo_summary(reports))
+    return reports
+
+
+__all__ = ["run_bench", "ceiling", "ceiling_entry", "bench_table", "bench_command", "bench_models",
+           "expand_variants", "gpu_info"]

@@ -1,16 +1,18 @@
 """One benchmark measurement in its own process (started by compare/bench.py).
 
     python -m netparity.compare.bench_worker '<json job>'
-    python -m netparity.compare.bench_worker --ceiling SIZE REPEATS
+    python -m netparity.compare.bench_worker --ceiling SIZE REPEATS [cpu|gpu]
 
 A job is ``{"model", "input_size", "variant", "mode", "batch_size", "steps", "warmup",
-"device", "seed"}``; ``variant`` is a backend name, optionally with a fast mode in
-brackets (``mxnet[hybrid]``). The worker builds the spec, loads the same canonical
-weights as every other framework, runs ``warmup`` then ``steps`` steps on one fixed
-in-memory batch and prints one line ``NETPARITY_BENCH <json>`` with the per-step
-milliseconds and the peak RSS. A step is ``train_step`` (forward, backward, SGD
-update) or ``forward`` in eval mode; both return NumPy arrays, so the device is
-synchronised before the clock is read.
+"device", "seed"}``; ``variant`` is a label of VARIANTS (a backend name, optionally with
+a mode in brackets: ``mxnet[hybrid]``, ``torch[bf16]``, ``keras[handwritten]``). The
+worker builds the spec through the backend with the variant's execution and precision
+(or the hand-written reference), loads the same canonical weights as every other
+framework, runs ``warmup`` then ``steps`` steps on one fixed in-memory batch and prints
+one line ``NETPARITY_BENCH <json>`` with the per-step milliseconds, the peak RSS and, on
+a GPU, the peak device memory. A step is ``train_step`` (forward, backward, SGD update)
+or ``forward`` in eval mode; both return host values (a float loss, a NumPy array), so
+the device has finished before the clock is read.
 """
 
 from __future__ import annotations
@@ -21,37 +23,76 @@ import resource
 import signal
 import sys
 import time
+from dataclasses import dataclass
 
 MARKER = "NETPARITY_BENCH "
+LR, MOMENTUM = 0.01, 0.9  # the benchmark's SGD; the values do not change the cost of a step
 
 FAULT_VARIABLE = "NETPARITY_BENCH_INJECT_FAULT"
 """For tests of failure handling only: ``variant:crash`` kills that variant's worker at
 start (SIGKILL); ``variant:error`` makes it raise."""
 
-def _jax_installed() -> bool:
-    import importlib.util
+@dataclass(frozen=True)
+class Variant:
+    """One way of running a backend, measured as its own row.
 
-    return importlib.util.find_spec("jax") is not None
+    ``when``: when a backend name expands to this variant: "always", "gpu" (mixed precision:
+    on the GPU only, where it pays), "reference" (the model has a hand-written reference
+    implementation), "jax" (jax is installed) or "named" (only when asked for by label)."""
+
+    label: str
+    backend: str
+    about: str
+    execution: str = "plain"
+    precision: str = "float32"
+    keras_backend: str | None = None  # KERAS_BACKEND set in the worker; None: the caller's
+    handwritten: bool = False
+    when: str = "always"
+
+    @property
+    def mode(self) -> str:
+        """What the brackets say (``"hybrid"``), ``"plain"`` without brackets."""
+        return split_variant(self.label)[1]
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"KERAS_BACKEND": self.keras_backend} if self.keras_backend else {}
 
 
-VARIANTS = {"torch": ("torch", "torch[channels_last]", "torch[compile]"),
-            "mxnet": ("mxnet", "mxnet[hybrid]"),
-            "keras": ("keras", "keras[xla]", "keras[torch]", *(("keras[jax]",) if _jax_installed() else ()))}
-"""Every measured variant of each backend, plain mode first. ``torch[channels_last]``: model
-and batch in ``torch.channels_last``; ``torch[compile]``: ``torch.compile`` of the module
-(compile time falls in the warmup; a failure to compile is the variant's failure);
-``keras[xla]``: the TensorFlow train step and a predict function with ``jit_compile=True``;
-``keras[torch]`` / ``keras[jax]``: Keras on that backend (``keras[jax]`` only when jax is
-installed; the netparity Keras backend has no jax train step, so its train mode fails)."""
+def _variants(*variants: Variant) -> dict[str, Variant]:
+    return {v.label: v for v in variants}
 
-VARIANT_ENV = {"keras[xla]": {"KERAS_BACKEND": "tensorflow"}, "keras[torch]": {"KERAS_BACKEND": "torch"},
-               "keras[jax]": {"KERAS_BACKEND": "jax"}}
-"""Environment a variant's worker runs with (set before keras is imported)."""
+
+VARIANTS = _variants(
+    Variant("torch", "torch", "eager PyTorch"),
+    Variant("torch[channels_last]", "torch", "model and batch in torch.channels_last", execution="channels_last"),
+    Variant("torch[compile]", "torch", "torch.compile (compile time in the warmup)", execution="compile"),
+    Variant("torch[bf16]", "torch", "autocast bfloat16", precision="bfloat16", when="gpu"),
+    Variant("torch[fp16]", "torch", "autocast float16 with a GradScaler", precision="float16", when="gpu"),
+    Variant("torch[handwritten]", "torch", "the model written by hand in PyTorch (compare/reference)",
+            handwritten=True, when="reference"),
+    Variant("mxnet", "mxnet", "imperative Gluon"),
+    Variant("mxnet[hybrid]", "mxnet", "hybridize(static_alloc, static_shape)", execution="hybrid"),
+    Variant("mxnet[handwritten]", "mxnet", "the model written by hand in Gluon (compare/reference)",
+            handwritten=True, when="reference"),
+    Variant("keras", "keras", "Keras 3 on its configured backend (KERAS_BACKEND, tensorflow by default)"),
+    Variant("keras[tensorflow]", "keras", "Keras 3 on TensorFlow", keras_backend="tensorflow", when="named"),
+    Variant("keras[xla]", "keras", "TensorFlow with jit_compile=True", execution="xla",
+            keras_backend="tensorflow"),
+    Variant("keras[torch]", "keras", "Keras 3 on PyTorch", keras_backend="torch"),
+    Variant("keras[jax]", "keras", "Keras 3 on JAX", keras_backend="jax", when="jax"),
+    Variant("keras[bf16]", "keras", "the mixed_bfloat16 dtype policy", precision="bfloat16", when="gpu"),
+    Variant("keras[handwritten]", "keras", "the model written by hand in Keras (compare/reference)",
+            handwritten=True, when="reference"),
+)
+"""Every variant, each backend's plain one first. Fast modes, mixed precision and the
+hand-written references are rows of their own, never instead of the plain row."""
 
 
 class VariantFailed(Exception):
-    """A fast mode that could not run here (e.g. torch.compile failed): recorded as the
-    variant's failure with the reason, not as a crash."""
+    """A variant that could not run here (torch.compile failed, no XLA on this Keras
+    backend, no hand-written reference for the model): recorded as that variant's failure
+    with the reason, not as a crash."""
 
 
 def split_variant(variant: str) -> tuple[str, str]:
@@ -73,153 +114,112 @@ def _injected_fault(variant: str) -> str | None:
     return fault if target == variant else None
 
 
+def _batch(inference, batch_size: int, seed: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch_size, *inference.input_shape)).astype(np.float32)
+    y = rng.integers(0, int(inference.output_shape[0]), size=batch_size).astype(np.int64)
+    return x, y
+
+
+def _backend_step(backend, variant: Variant, spec, weights, mode: str, device: str, x, y):
+    """The step of a variant built by netparity's backend: ``train_step`` or eval ``forward``."""
+    from ..backends import BackendError
+
+    try:
+        model = backend.build(spec, device=device, execution=variant.execution, precision=variant.precision)
+    except BackendError as error:
+        raise VariantFailed(f"{variant.label}: {error}") from error
+    backend.set_weights(model, weights)
+    if mode == "train":
+        optimizer = backend.make_optimizer(model, lr=LR, momentum=MOMENTUM, weight_decay=0.0)
+        return lambda: backend.train_step(model, optimizer, x, y)
+    return lambda: backend.forward(model, x, training=False)
+
+
+def _handwritten_step(variant: Variant, model_name: str, input_size, weights, mode: str, device: str, x, y):
+    """The step of a hand-written reference (compare/reference), on the same weights and batch;
+    the batch is put in the form the hand-written code takes once, outside the clock."""
+    from .reference import build_reference, has_reference
+
+    if not has_reference(model_name):
+        raise VariantFailed(f"{variant.label}: no hand-written reference for {model_name!r} "
+                            "(compare/reference has them for lenet_bn and resnet18)")
+    if device != "cpu":
+        raise VariantFailed(f"{variant.label}: the hand-written references run on the CPU only "
+                            "(compare/reference builds them without a device)")
+    try:
+        reference = build_reference(variant.backend, model_name, input_size=input_size, weights=weights, lr=LR,
+                                    momentum=MOMENTUM, weight_decay=0.0)
+    except ValueError as error:  # e.g. lenet_bn at another size than 28
+        raise VariantFailed(f"{variant.label}: {error}") from error
+    batch = reference.native_batch(x)
+    if mode == "train":
+        return lambda: reference.train_step(batch, y)
+    return lambda: reference.infer(batch)
+
+
 def measure(job: dict) -> dict:
     import numpy as np
 
     from ..backends import get_backend
     from ..spec import init_weights, load, zoo
 
-    variant, mode = job["variant"], job["mode"]
-    fault = _injected_fault(variant)
+    label, mode = job["variant"], job["mode"]
+    fault = _injected_fault(label)
     if fault == "crash":
         os.kill(os.getpid(), signal.SIGKILL)
     if fault == "error":
-        raise RuntimeError(f"injected fault in {variant}")
-    base, fast = split_variant(variant)
-    if variant not in VARIANTS.get(base, ()):
-        raise ValueError(f"unknown variant {variant!r}; known: "
-                         f"{', '.join(v for vs in VARIANTS.values() for v in vs)}")
+        raise RuntimeError(f"injected fault in {label}")
+    if label not in VARIANTS:
+        raise ValueError(f"unknown variant {label!r}; known: {', '.join(VARIANTS)}")
     if mode not in ("train", "infer"):
         raise ValueError(f"mode must be 'train' or 'infer', got {mode!r}")
-
-    for key, value in VARIANT_ENV.get(variant, {}).items():
+    variant = VARIANTS[label]
+    for key, value in variant.env.items():
         if "keras" in sys.modules and os.environ.get(key) != value:
-            raise RuntimeError(f"{variant}: {key}={value} must be set before keras is imported")
+            raise RuntimeError(f"{label}: {key}={value} must be set before keras is imported")
         os.environ[key] = value
-    backend = get_backend(base)
-    model_name = job["model"]
+
+    backend = get_backend(variant.backend)
+    model_name, device, seed = job["model"], job.get("device", "cpu"), int(job.get("seed", 0))
     spec = load(model_name) if str(model_name).endswith(".json") else zoo.get(model_name)
     if job.get("input_size"):
         spec = spec.with_input(size=int(job["input_size"]))
     inference = spec.infer()
-    model = backend.build(spec, device=job.get("device", "cpu"))
-    backend.set_weights(model, init_weights(inference, seed=int(job.get("seed", 0))))
-    if fast == "hybrid":
-        model.hybridize(static_alloc=True, static_shape=True)
-
-    rng = np.random.default_rng(int(job.get("seed", 0)))
-    batch_size = int(job["batch_size"])
-    x = rng.standard_normal((batch_size, *inference.input_shape)).astype(np.float32)
-    classes = int(inference.output_shape[0])
-    y = rng.integers(0, classes, size=batch_size).astype(np.int64)
+    weights = init_weights(inference, seed=seed)
+    x, y = _batch(inference, int(job["batch_size"]), seed)
+    if variant.handwritten:
+        step = _handwritten_step(variant, model_name, job.get("input_size"), weights, mode, device, x, y)
+    else:
+        step = _backend_step(backend, variant, spec, weights, mode, device, x, y)
     rss_built = _peak_rss_mb()
 
-    if base == "torch" and fast != "plain":
-        step = _torch_fast_step(backend, model, fast, mode, x, y)
-    elif fast == "xla":
-        step = _keras_xla_step(backend, model, mode, x, y)
-    elif mode == "train":
-        optimizer = backend.make_optimizer(model, lr=0.01, momentum=0.9, weight_decay=0.0)
-
-        def step():
-            return backend.train_step(model, optimizer, x, y)
-    else:
-        def step():
-            return backend.forward(model, x, training=False)
-
+    compiles = variant.execution in ("compile", "xla")
     try:
-        for _ in range(int(job["warmup"])):
+        for _ in range(max(int(job["warmup"]), 1 if compiles else 0)):  # compile outside the clock
             step()
-        if fast == "compile" and not int(job["warmup"]):
-            step()  # compile outside the clock even without warmup
     except Exception as error:
-        if fast in ("compile", "xla"):
+        if compiles:
             first = (str(error).strip().splitlines() or [""])[0][:300]
-            raise VariantFailed(f"{variant} failed to compile/run: {type(error).__name__}: {first}") from error
+            raise VariantFailed(f"{label} failed to compile/run: {type(error).__name__}: {first}") from error
         raise
     times_ms = []
     for _ in range(int(job["steps"])):
         start = time.perf_counter()
-        result = step()
+        result = step()  # a float loss or a NumPy array: the device has finished
         times_ms.append((time.perf_counter() - start) * 1000.0)
-    finite = bool(np.all(np.isfinite(result)))
     extra = {}
-    if base == "keras":
+    if variant.backend == "keras":
         import keras
 
         extra["keras_backend"] = keras.backend.backend()
-    return {"variant": variant, "mode": mode, "step_ms": times_ms, "peak_rss_mb": _peak_rss_mb(),
-            "peak_rss_after_build_mb": rss_built, "finite": finite, "version": backend.version(),
+    return {"variant": label, "mode": mode, "step_ms": times_ms, "peak_rss_mb": _peak_rss_mb(),
+            "peak_rss_after_build_mb": rss_built, "device_memory_peak_mb": backend.peak_device_memory_mb(device),
+            "finite": bool(np.all(np.isfinite(result))), "version": backend.version(),
+            "execution": variant.execution, "precision": variant.precision, "handwritten": variant.handwritten,
             "threads": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}, **extra}
-
-
-def _torch_fast_step(backend, model, fast: str, mode: str, x, y):
-    """The step of ``torch[channels_last]`` / ``torch[compile]``: what backend.train_step and
-    backend.forward do (the same SGD optimizer, cross-entropy, no_grad eval), with the batch
-    made a tensor once (as the plain step's zero-copy from_numpy) and the mode set once."""
-    import torch
-
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    if fast == "channels_last":
-        model.to(memory_format=torch.channels_last)
-        if xt.dim() == 4:
-            xt = xt.contiguous(memory_format=torch.channels_last)
-        run = model
-    elif fast == "compile":
-        try:
-            run = torch.compile(model)
-        except Exception as error:
-            raise VariantFailed(f"torch.compile failed: {type(error).__name__}: {error}") from error
-    else:
-        raise ValueError(f"unknown torch fast mode {fast!r}")
-    if mode == "train":
-        native = backend.make_optimizer(model, lr=0.01, momentum=0.9, weight_decay=0.0).native
-        model.train()
-
-        def step():
-            loss = torch.nn.functional.cross_entropy(run(xt), yt)
-            native.zero_grad(set_to_none=True)
-            loss.backward()
-            native.step()
-            return loss.detach().numpy()
-        return step
-    model.eval()
-
-    def step():
-        with torch.no_grad():
-            return run(xt).numpy()
-    return step
-
-
-def _keras_xla_step(backend, model, mode: str, x, y):
-    """``keras[xla]``: the backend's own TensorFlow train step re-wrapped with
-    ``jit_compile=True`` around the same model and optimizer (backend.train_step then runs it),
-    and for inference a ``jit_compile=True`` predict function with forward's layout changes."""
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        raise VariantFailed(f"keras[xla] needs the tensorflow Keras backend, not {keras.backend.backend()!r}")
-    import tensorflow as tf
-
-    from ..backends import keras as kb
-
-    record = kb.record_of(model, kb.NAME)
-    if mode == "train":
-        optimizer = backend.make_optimizer(model, lr=0.01, momentum=0.9, weight_decay=0.0)
-        plain = kb._tensorflow_step(model, optimizer, record)
-        optimizer.compiled = tf.function(plain.python_function, jit_compile=True, reduce_retracing=True)
-
-        def step():
-            return backend.train_step(model, optimizer, x, y)
-        return step
-    predict = tf.function(lambda batch: model(batch, training=False), jit_compile=True)
-
-    def step():
-        batch = kb._to_nhwc(kb.as_input(x, record, kb.NAME))
-        with kb._scope(record):
-            out = predict(tf.convert_to_tensor(batch))
-        return kb._to_canonical(kb._numpy(out), record.extra["output_hwc_flat"])
-    return step
 
 
 def matmul_ceiling(size: int, repeats: int) -> float:
@@ -238,10 +238,39 @@ def matmul_ceiling(size: int, repeats: int) -> float:
     return 2.0 * size ** 3 / best / 1e9
 
 
+def gpu_matmul_ceiling(size: int, repeats: int) -> dict:
+    """Best-of-``repeats`` ``size x size`` matmul rates on the first CUDA GPU with PyTorch, in
+    GFLOP/s: true float32 (TF32 off) and bfloat16, each timed over 10 matmuls."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("no CUDA GPU visible to PyTorch (torch.cuda.is_available() is False)")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    rates = {}
+    for key, dtype in (("gflops", torch.float32), ("bf16_gflops", torch.bfloat16)):
+        a = torch.randn(size, size, device="cuda", dtype=dtype)
+        b = torch.randn(size, size, device="cuda", dtype=dtype)
+        a @ b
+        torch.cuda.synchronize()
+        best = float("inf")
+        for _ in range(max(1, repeats)):
+            start = time.perf_counter()
+            for _ in range(10):
+                a @ b
+            torch.cuda.synchronize()
+            best = min(best, (time.perf_counter() - start) / 10)
+        rates[key] = 2.0 * size ** 3 / best / 1e9
+    return {**rates, "device_name": torch.cuda.get_device_name(), "torch": torch.__version__}
+
+
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "--ceiling":
-        gflops = matmul_ceiling(int(argv[1]), int(argv[2]))
-        print(MARKER + json.dumps({"gflops": gflops}), flush=True)
+        size, repeats = int(argv[1]), int(argv[2])
+        if len(argv) > 3 and argv[3] == "gpu":
+            result = gpu_matmul_ceiling(size, repeats)
+        else:
+            result = {"gflops": matmul_ceiling(size, repeats)}
+        print(MARKER + json.dumps(result), flush=True)
         return 0
     job = json.loads(argv[0])
     try:

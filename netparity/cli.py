@@ -271,29 +271,74 @@ def verify(reference: str = typer.Argument(..., help="Zoo name, spec JSON, or mo
 
 
 @app.command()
-def bench(model: str = typer.Argument(..., help=MODEL_HELP),
+def bench(models: Optional[list[str]] = typer.Argument(
+              None, help="Zoo names or spec JSON files, each optionally with its own square input size "
+                         "(alexnet:64); 'zoo' for every zoo model at its default size."),
           frameworks: str = typer.Option("torch,mxnet,keras", help="Comma-separated frameworks or variants "
-                                                                   "(e.g. mxnet[hybrid])."),
+                                                                   "(e.g. mxnet[hybrid], torch[bf16])."),
           mode: str = typer.Option("both", help="train, infer or both."),
           batch_size: int = typer.Option(32, min=1, help="Batch size of the fixed in-memory batch."),
-          input_size: Optional[int] = typer.Option(None, help="Square input size (default: the model's)."),
+          input_size: Optional[int] = typer.Option(None, help="Square input size for models given without one "
+                                                             "(default: each model's own)."),
           steps: int = typer.Option(20, min=1, help="Timed steps per measurement."),
           warmup: int = typer.Option(5, min=0, help="Untimed steps first."),
-          repeats: int = typer.Option(3, min=1, help="Measurements per framework, interleaved A B C A B C."),
+          repeats: int = typer.Option(3, min=1, help="Measurements per variant, interleaved A B C A B C."),
           device: str = typer.Option("cpu", help="cpu or gpu."),
           fast_modes: bool = typer.Option(True, help="Also each framework's fast modes (torch channels_last "
-                                                     "and compile, mxnet hybridized, keras XLA and on torch)."),
-          out: Path = typer.Option(Path("runs/bench"), help="Folder for bench.json.")):
+                                                     "and compile, mxnet hybridized, keras XLA and on torch/jax), "
+                                                     "mixed precision on the GPU, and the hand-written reference "
+                                                     "models where there is one (lenet_bn, resnet18)."),
+          measure_ceiling: bool = typer.Option(False, "--ceiling", help="Measure the device's matmul ceiling "
+                                               "again now (it is cached after the first measurement); "
+                                               "with no MODEL, only that."),
+          out: Path = typer.Option(Path("runs/bench"), help="Folder for bench.json and the report (one "
+                                                             "sub-folder per model when there are several).")):
     """Time training and inference steps of MODEL in each framework, each in its own process, one at a
-    time; report images/s, step ms (median, p90), GFLOP/s against the machine's matmul ceiling, peak memory."""
-    from netparity.compare.bench import bench_command
+    time; report images/s, step ms (median, p90), GFLOP/s against the device's matmul ceiling, peak memory,
+    as a table, bench.json and a report (bench.html, bench.md, bench.png)."""
+    from netparity.compare.bench import bench_command, bench_models, ceiling_entry
 
+    if device not in ("cpu", "gpu"):
+        _fail(f"--device must be cpu or gpu, got {device!r}")
+    if measure_ceiling:
+        try:
+            entry = ceiling_entry(device=device, refresh=True)
+        except RuntimeError as error:
+            _fail(str(error), code=1)
+        bf16 = f", bfloat16 {entry['bf16_gflops']:.1f}" if entry.get("bf16_gflops") else ""
+        console.print(f"{device} ceiling: float32 {entry['gflops']:.1f} GFLOP/s{bf16} "
+                      f"(load average before: {entry['load_before'][0]:.2f}; cached)")
+    if not models:
+        if not measure_ceiling:
+            _fail("give a MODEL to benchmark (see `netparity list`), or --ceiling")
+        return
     names = tuple(n.strip() for n in frameworks.split(",") if n.strip())
     try:
-        bench_command(model, names, mode, batch_size, input_size, steps, warmup, repeats, device, out, console,
-                      fast=fast_modes)
+        jobs = parse_bench_models(models, input_size)
+        if len(jobs) == 1:
+            (model, size), = jobs
+            bench_command(model, names, mode, batch_size, size, steps, warmup, repeats, device, out, console,
+                          fast=fast_modes)
+        else:
+            bench_models(jobs, names, mode, batch_size, steps, warmup, repeats, device, out, console,
+                         fast=fast_modes)
     except (SpecError, ValueError, KeyError) as error:
-        _fail(str(error))
+        _fail(str(error.args[0]) if isinstance(error, KeyError) else str(error))
+
+
+def parse_bench_models(models: list[str], input_size: Optional[int]) -> list[tuple[str, Optional[int]]]:
+    """``["lenet_bn", "alexnet:64"]`` -> ``[("lenet_bn", input_size), ("alexnet", 64)]``;
+    ``zoo`` stands for every zoo model."""
+    jobs = []
+    for item in models:
+        if item == "zoo":
+            jobs += [(name, input_size) for name in zoo.names()]
+            continue
+        name, _, size = item.rpartition(":") if ":" in item and not item.endswith(".json") else (item, "", "")
+        if size and not size.isdigit():
+            raise ValueError(f"{item!r}: the size after ':' must be a positive integer")
+        jobs.append((name, int(size) if size else input_size))
+    return jobs
 
 
 def main():  # pragma: no cover - the console script calls app directly

@@ -147,5 +147,34 @@ def test_bench_writes_bench_json(tmp_path, monkeypatch):
     report = json.loads((out / "bench.json").read_text())
     assert [(e["variant"], e["mode"], e["status"]) for e in report["results"]] == [("torch", "infer", "ok")]
     assert report["results"][0]["images_per_s"] > 0 and report["flops"]["macs_per_image"] > 0
+    for name in ("bench.html", "bench.md", "bench.png"):  # the report, next to the JSON
+        assert (out / name).stat().st_size > 0, name
     bad = runner.invoke(app, ["bench", "lenet_bn", "--mode", "fast", "--out", str(out)], terminal_width=200)
     assert bad.exit_code == 2 and "mode must be" in bad.output
+
+
+def test_bench_several_models_each_with_its_size(tmp_path, monkeypatch):
+    installed_or_skip(1)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "zoo"
+    result = runner.invoke(app, ["bench", "lenet:20", "lenet_bn", "--frameworks", "torch", "--no-fast-modes",
+                                 "--mode", "infer", "--steps", "1", "--warmup", "0", "--repeats", "1",
+                                 "--batch-size", "2", "--out", str(out)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    small = json.loads((out / "lenet-20" / "bench.json").read_text())
+    assert small["settings"]["input_shape"] == [1, 20, 20]
+    assert json.loads((out / "lenet_bn" / "bench.json").read_text())["settings"]["input_shape"] == [1, 28, 28]
+    summary = (out / "summary.md").read_text()
+    assert "lenet" in summary and "lenet_bn" in summary
+    bad = runner.invoke(app, ["bench", "lenet:big", "--out", str(out)], terminal_width=200)
+    assert bad.exit_code == 2 and "'lenet:big'" in bad.output
+
+
+def test_bench_ceiling_alone_and_nothing_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    result = runner.invoke(app, ["bench", "--ceiling"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "cpu ceiling: float32" in result.output and "GFLOP/s" in result.output
+    assert (tmp_path / "cache" / "netparity" / "ceiling.json").exists()
+    nothing = runner.invoke(app, ["bench"], terminal_width=200)
+    assert nothing.exit_code == 2 and "give a MODEL" in nothing.output
