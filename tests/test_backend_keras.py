@@ -134,7 +134,7 @@ def test_zoo_model_matches_torch(name):
                     if r.parameters or r.running_stats}
         assert K.parameter_counts(km) == expected
     finally:
-        km = tm = weights = back = None
+        km = tm = weights = back = None  # noqa: F841 - drop the references before free_models collects
         free_models(collect=inference.parameters > 20_000_000)
 
 
