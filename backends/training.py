@@ -76,11 +76,13 @@ def check_labels(y, batch_size: int, classes: int, backend: str, error=ValueErro
     if y.shape != (batch_size,):
         raise error(f"{backend}: labels of shape {y.shape} do not fit a batch of {batch_size} "
                     f"(expected ({batch_size},))")
-    if not np.issubdtype(y.dtype, np.integer):
+    if y.dtype.kind not in "iu":
         raise error(f"{backend}: labels must be integers (int64), got dtype {y.dtype}")
-    if y.size and (y.min() < 0 or y.max() >= classes):
-        raise error(f"{backend}: labels must lie in [0, {classes}), got [{y.min()}, {y.max()}]")
-    return y.astype(np.int64)
+    if y.size:
+        low, high = y.min(), y.max()
+        if low < 0 or high >= classes:
+            raise error(f"{backend}: labels must lie in [0, {classes}), got [{low}, {high}]")
+    return y.astype(np.int64, copy=False)  # every step passes here: no copy when already int64
 
 
 def check_sgd(lr, momentum, weight_decay, backend: str, error=ValueError) -> tuple[float, float, float]:

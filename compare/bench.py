@@ -168,7 +168,7 @@ def ceiling_entry(size: int | None = None, repeats: int = 3, refresh: bool = Fal
         cache = {}
     cached = cache.get(key) if isinstance(cache.get(key), dict) else None
     if cached and cached.get("gflops", 0) > 0 and not refresh and not _busy(cached):
-        return cached
+        return {**cached, "size": size}  # entries of older versions did not keep their size
     load_before = os.getloadavg()
     result = _run_worker(["--ceiling", str(size), str(repeats), device], timeout=600)
     if "error" in result:

@@ -6,9 +6,9 @@
 A job is ``{"model", "input_size", "variant", "mode", "batch_size", "steps", "warmup",
 "device", "seed"}``; ``variant`` is a label of VARIANTS (a backend name, optionally with
 a mode in brackets: ``mxnet[hybrid]``, ``torch[bf16]``, ``keras[handwritten]``). The
-worker builds the spec through the backend with the variant's execution and precision
-(or the hand-written reference), loads the same canonical weights as every other
-framework, runs ``warmup`` then ``steps`` steps on one fixed in-memory batch and prints
+worker builds the spec through the backend with the variant's execution and precision and
+the canonical weights (a hand-written reference keeps its framework's own initial weights),
+runs ``warmup`` then ``steps`` steps on one fixed in-memory batch and prints
 one line ``NETPARITY_BENCH <json>`` with the per-step milliseconds, the peak RSS and, on
 a GPU, the peak device memory. A step is ``train_step`` (forward, backward, SGD update)
 or ``forward`` in eval mode; both return host values (a float loss, a NumPy array), so
@@ -138,9 +138,9 @@ def _backend_step(backend, variant: Variant, spec, weights, mode: str, device: s
     return lambda: backend.forward(model, x, training=False)
 
 
-def _handwritten_step(variant: Variant, model_name: str, input_size, weights, mode: str, device: str, x, y):
-    """The step of a hand-written reference (compare/reference), on the same weights and batch;
-    the batch is put in the form the hand-written code takes once, outside the clock."""
+def _handwritten_step(variant: Variant, model_name: str, input_size, mode: str, device: str, x, y):
+    """The step of a hand-written reference (compare/reference) on the same batch, put in the
+    form the hand-written code takes once, outside the clock."""
     from .reference import build_reference, has_reference
 
     if not has_reference(model_name):
@@ -149,8 +149,12 @@ def _handwritten_step(variant: Variant, model_name: str, input_size, weights, mo
     if device != "cpu":
         raise VariantFailed(f"{variant.label}: the hand-written references run on the CPU only "
                             "(compare/reference builds them without a device)")
+    # The framework's own initial weights, not the canonical ones: loading those traces the model
+    # layer by layer, and on MXNet's default engine a forward with a host sync after every layer
+    # leaves the process's later steps ~2.5x slower (docs/framework-differences.md). Weight values
+    # do not change the cost of a float32 step.
     try:
-        reference = build_reference(variant.backend, model_name, input_size=input_size, weights=weights, lr=LR,
+        reference = build_reference(variant.backend, model_name, input_size=input_size, lr=LR,
                                     momentum=MOMENTUM, weight_decay=0.0)
     except ValueError as error:  # e.g. lenet_bn at another size than 28
         raise VariantFailed(f"{variant.label}: {error}") from error
@@ -188,12 +192,11 @@ def measure(job: dict) -> dict:
     if job.get("input_size"):
         spec = spec.with_input(size=int(job["input_size"]))
     inference = spec.infer()
-    weights = init_weights(inference, seed=seed)
     x, y = _batch(inference, int(job["batch_size"]), seed)
     if variant.handwritten:
-        step = _handwritten_step(variant, model_name, job.get("input_size"), weights, mode, device, x, y)
+        step = _handwritten_step(variant, model_name, job.get("input_size"), mode, device, x, y)
     else:
-        step = _backend_step(backend, variant, spec, weights, mode, device, x, y)
+        step = _backend_step(backend, variant, spec, init_weights(inference, seed=seed), mode, device, x, y)
     rss_built = _peak_rss_mb()
 
     compiles = variant.execution in ("compile", "xla")
