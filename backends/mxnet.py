@@ -270,6 +270,16 @@ def build(spec, device: str = "cpu", lockstep_dropout: bool = False, execution: 
     return model
 
 
+def to_ndarray(value, context):
+    """A float32 NDArray of ``value`` on ``context``, for the per-step inputs. Through DLPack
+    from a private copy: ``mx.nd.array`` costs about 100 us per call on a small batch (0.1 ms
+    of a 0.9 ms lenet_bn inference step), the copy and ``from_numpy`` about 15 us; zero_copy
+    needs an array nobody else writes to, hence the copy."""
+    private = np.array(value, dtype=np.float32, order="C", copy=True)
+    array = mx.nd.from_numpy(private, zero_copy=True)
+    return array if context == mx.cpu() else array.as_in_context(context)
+
+
 def _context_of(model):
     return mx_context(record_of(model, NAME).device)
 
@@ -329,7 +339,7 @@ def _mode(training: bool):
 
 def _run(model, x, training: bool, capture: bool):
     record = record_of(model, NAME)
-    batch = mx.nd.array(as_input(x, record, NAME), ctx=_context_of(model), dtype=np.float32)
+    batch = to_ndarray(as_input(x, record, NAME), _context_of(model))
     outputs: dict[str, np.ndarray] = {}
     hooks = []
     if capture:
@@ -462,9 +472,9 @@ def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> floa
     size = batch.shape[0]
     context = _context_of(model)
     for path, mask in masks.items():
-        record.layers[path].mask = mx.nd.array(mask, ctx=context, dtype=np.float32)
-    data = mx.nd.array(batch, ctx=context, dtype=np.float32)
-    target = mx.nd.array(labels, ctx=context, dtype=np.float32)
+        record.layers[path].mask = to_ndarray(mask, context)
+    data = to_ndarray(batch, context)
+    target = to_ndarray(labels, context)
     criterion = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=True)  # per-sample, from logits
     try:
         lockstepped = record.extra.get("lockstep_dropout", False)  # mask blocks run imperatively

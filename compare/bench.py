@@ -81,7 +81,8 @@ def _expands_to(variant, model, device: str) -> bool:
         return _installed("jax")
     if variant.when == "named":
         return False
-    if variant.keras_backend and variant.keras_backend == os.environ.get("KERAS_BACKEND"):
+    if (variant.keras_backend and variant.keras_backend == os.environ.get("KERAS_BACKEND", "tensorflow")
+            and (variant.execution, variant.precision) == ("plain", "float32")):
         return False  # the plain ``keras`` row already runs on that Keras backend
     return True
 
@@ -135,7 +136,7 @@ def _ceiling_key(size: int, device: str) -> str:
         info = gpu_info() or {}
         return f"gpu|{info.get('name', '-')}|driver={info.get('driver', '-')}|size={size}"
     return (f"{platform.machine()}|{platform.processor() or '-'}|cpus={os.cpu_count()}|"
-            f"threads={worker_env()['OMP_NUM_THREADS']}|size={size}")
+            f"threads={worker_env()['OMP_NUM_THREADS']}|size={size}|numpy+torch")
 
 
 BUSY_LOAD = 0.5
@@ -263,10 +264,10 @@ def _versions(results: list[dict]) -> dict:
 
     versions = {"python": platform.python_version(), "numpy": numpy.__version__}
     for entry in results:
-        # one line per framework, and per Keras backend (keras on torch has torch's version in it)
-        key = entry["framework"] + (f" on {entry['keras_backend']}" if entry.get("keras_backend") else "")
+        # the framework's first (plain) row; each row keeps its own version too (keras on torch
+        # has torch's in it)
         if entry.get("version"):
-            versions.setdefault(key, entry["version"])
+            versions.setdefault(entry["framework"], entry["version"])
     try:
         from importlib.metadata import version as _dist_version
 
@@ -293,9 +294,11 @@ def _measure_ceiling(device: str, size: int | None, progress) -> dict | None:
         entry = ceiling_entry(size, device=device)
     except RuntimeError as error:
         return {"error": str(error)}
+    library = {"numpy": "NumPy", "torch": "PyTorch"}.get(entry.get("library", "numpy"), entry.get("library"))
     what = (f"PyTorch {entry['size']}x{entry['size']} matmul on the GPU, float32 with TF32 off "
             "(bfloat16 rows: bfloat16 rate), best of 3" if device == "gpu" else
-            f"NumPy float32 {entry['size']}x{entry['size']} matmul, best of 3, worker thread count")
+            f"float32 {entry['size']}x{entry['size']} matmul, best of 3 at the worker thread count, "
+            f"the faster of NumPy and PyTorch ({library})")
     return {key: entry.get(key) for key in ("gflops", "bf16_gflops", "device_name", "measured", "load_before")
             if entry.get(key) is not None} | {"what": what}
 
@@ -304,7 +307,7 @@ def run_bench(model: str, frameworks=None, mode: str = "both", batch_size: int =
               input_size: int | None = None, steps: int = 20, warmup: int = 5, repeats: int = 3,
               device: str = "cpu", out: Path | str | None = None, measure_ceiling: bool = True,
               ceiling_size: int | None = None, timeout: float | None = 1800, progress=None,
-              fast: bool = True) -> dict:
+              fast: bool = True, canonical_weights: bool = False) -> dict:
     """Benchmark ``model`` (zoo name or spec JSON path) in each framework variant.
 
     ``mode``: "train", "infer" or "both". ``frameworks``: backend names (all their
@@ -312,7 +315,9 @@ def run_bench(model: str, frameworks=None, mode: str = "both", batch_size: int =
     ``out``: a folder; bench.json is written there atomically after every measurement, so
     an interrupted run keeps what it measured. ``progress``: called with a line of text
     before each measurement. ``fast=False``: a backend name means its plain variant only.
-    Returns the bench.json content."""
+    ``canonical_weights``: load netparity's canonical weights into the spec-built networks
+    (default: each framework's own initialisation, like the hand-written references; see
+    bench_worker). Returns the bench.json content."""
     from ..spec import load, zoo
     from ..spec.flops import flops
 
@@ -330,7 +335,8 @@ def run_bench(model: str, frameworks=None, mode: str = "both", batch_size: int =
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "settings": {"frameworks": variants, "mode": mode, "modes": modes, "batch_size": batch_size,
                      "input_shape": list(spec.input_shape), "input_size": input_size, "steps": steps,
-                     "warmup": warmup, "repeats": repeats, "device": device},
+                     "warmup": warmup, "repeats": repeats, "device": device,
+                     "weights": "canonical" if canonical_weights else "each framework's own initialisation"},
         "flops": {"macs_per_image": count.macs_per_image,
                   "forward_flops_per_image": count.forward_flops_per_image,
                   "train_flops_per_image": count.train_flops_per_image,
@@ -357,7 +363,7 @@ def run_bench(model: str, frameworks=None, mode: str = "both", batch_size: int =
                     progress(f"repeat {repeat + 1}/{repeats}: {variant} {m}")
                 job = {"model": str(model), "input_size": input_size, "variant": variant, "mode": m,
                        "batch_size": batch_size, "steps": steps, "warmup": warmup, "device": device,
-                       "seed": 0}
+                       "seed": 0, "canonical_weights": canonical_weights}
                 load_before = os.getloadavg()
                 started = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 result = _run_worker([json.dumps(job)], timeout, variant)
@@ -427,12 +433,13 @@ def bench_command(model: str, frameworks=None, mode: str = "both", batch_size: i
     """What ``netparity bench MODEL`` does: run, print the table, write ``out/bench.json``
     and the report (bench.html, bench.md, bench.png)."""
     from rich.console import Console
+    from rich.markup import escape  # variant labels look like markup: torch[compile]
 
     from .bench_report import write_bench_report
 
     console = console or Console()
     report = run_bench(model, frameworks, mode, batch_size, input_size, steps, warmup, repeats, device, out,
-                       progress=lambda line: console.print(f"[dim]{line}"), fast=fast)
+                       progress=lambda line: console.print(f"[dim]{escape(line)}"), fast=fast)
     console.print(bench_table(report))
     found = report.get("ceiling") or {}
     if found.get("gflops"):

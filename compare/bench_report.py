@@ -22,9 +22,9 @@ from matplotlib.figure import Figure
 
 from ..spec.files import write_atomic
 from . import plots
+from .bench import FORMAT as BENCH_FORMAT
 from .report import Block, Mark, Table, _fmt, _plain, _table_md, _when, render_markdown_page, render_page
 
-BENCH_FORMAT = "netparity.bench/1"
 HANDWRITTEN = "handwritten"
 # The network compiled from the spec should run at least this fraction of the speed of
 # the same network written by hand.

@@ -22,13 +22,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+
+from ..spec.files import atomic_path
 
 DATASET_NAMES = ("fashion-mnist", "mnist", "synthetic")
 DATA_ENV = "NETPARITY_DATA"
@@ -334,10 +335,12 @@ def fetch_missing(name: str, directory: Path, stems: list[str]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for stem in stems:
         url = f"{source.url}{stem}.gz"
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{stem}.gz.", suffix=".tmp")
-        os.close(handle)
-        temporary = Path(temporary)
-        try:
+
+        def check(written: Path, stem=stem, url=url) -> None:
+            verify(name, stem, decompress(written.read_bytes(), url), url)
+
+        # Only a verified file gets the name that later loads trust; a failure leaves nothing behind.
+        with atomic_path(directory / f"{stem}.gz", verify=check) as temporary:
             try:
                 _fetch(url, temporary)
             # URLError, HTTPError, timeouts, refused connections, a full disk; IncompleteRead.
@@ -345,12 +348,6 @@ def fetch_missing(name: str, directory: Path, stems: list[str]) -> None:
                 reason = getattr(error, "reason", None) or error
                 raise DataError(f"could not download {url} into {directory}: {reason}. "
                                 f"{how_to_get(name, download=False)}") from error
-            verify(name, stem, decompress(temporary.read_bytes(), url), url)
-            # Only a verified file gets the name that later loads trust; a crash leaves a .tmp, never half a file.
-            os.chmod(temporary, 0o644)      # mkstemp made it private; a cache is for every reader
-            os.replace(temporary, directory / f"{stem}.gz")
-        finally:
-            temporary.unlink(missing_ok=True)
 
 
 def _fetch(url: str, destination: Path) -> None:

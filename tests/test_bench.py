@@ -72,6 +72,14 @@ def test_variants():
     assert "keras[tensorflow]" not in expand_variants(["keras"])  # an alias, measured only when named
 
 
+def test_keras_variants_follow_the_configured_keras_backend(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "torch")  # plain ``keras`` runs on torch: no separate keras[torch]
+    expanded = expand_variants(["keras"])
+    assert expanded[:2] == ["keras", "keras[xla]"] and "keras[torch]" not in expanded
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    assert expand_variants(["keras"])[:3] == ["keras", "keras[xla]", "keras[torch]"]
+
+
 def test_variants_use_what_their_backend_offers():
     for variant in VARIANTS.values():
         if variant.backend not in INSTALLED:
@@ -94,6 +102,7 @@ def test_lenet_bn_both_modes_well_formed(tmp_path, monkeypatch):
                 "results"):
         assert key in report
     assert report["complete"] is True and report["ceiling"]["gflops"] > 0
+    assert report["settings"]["weights"] == "each framework's own initialisation"
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["OMP_NUM_THREADS"]
     assert report["flops"]["macs_per_image"] == flops(zoo.get("lenet_bn")).macs_per_image
     # one entry per variant x mode, all finished

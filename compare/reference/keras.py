@@ -137,7 +137,9 @@ def make_train_step(model, lr: float, momentum: float, weight_decay: float):
 
 
 def make_infer(model):
+    # predict_on_batch: Keras' compiled predict function (a tf.function; jit_compile=False from
+    # compile() in make_train_step), what a Keras user runs for inference.
     def infer(X: np.ndarray) -> np.ndarray:
-        return keras.ops.convert_to_numpy(model(X, training=False))
+        return np.asarray(model.predict_on_batch(X))
 
     return infer
