@@ -43,7 +43,7 @@ parity-report: install
 	$(BIN)/python -m netparity.compare.check_zoo --out docs/parity.md
 
 # The CPU figures of docs/performance.md (about 50 minutes on 2 cores): every variant of lenet_bn and
-# resnet18 (with the hand-written references), then the zoo in the plain modes and two fast ones.
+# resnet18 (with the hand-written references), then the zoo in the plain modes and MXNet hybridized.
 PERF = runs/perf
 ZOO_SIZES = lenet lenet_bn inception_mnist residual_mnist alexnet:67 vgg11:64 vgg13:64 vgg16:64 vgg19:64 \
 	nin:67 googlenet:64 resnet18:64 resnet34:64 densenet:64 tv_alexnet:64 tv_vgg11:64 tv_vgg13:64 tv_resnet18:64
@@ -52,7 +52,7 @@ performance: install
 	  --out $(PERF)/lenet_bn
 	$(BIN)/netparity bench resnet18 --mode both --input-size 64 --batch-size 16 --steps 10 --warmup 3 \
 	  --repeats 3 --out $(PERF)/resnet18
-	$(BIN)/netparity bench $(ZOO_SIZES) --frameworks "torch,mxnet,mxnet[hybrid],keras,keras[jax]" \
+	$(BIN)/netparity bench $(ZOO_SIZES) --frameworks "torch,mxnet,mxnet[hybrid],keras" \
 	  --no-fast-modes --mode both --batch-size 16 --steps 8 --warmup 2 --repeats 2 --out $(PERF)/zoo
 
 clean:
