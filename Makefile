@@ -42,8 +42,9 @@ test: install data
 parity-report: install
 	$(BIN)/python -m netparity.compare.check_zoo --out docs/parity.md
 
-# The CPU figures of docs/performance.md (about 50 minutes on 2 cores): every variant of lenet_bn and
+# The CPU figures of docs/performance.md (about an hour on 2 cores): every variant of lenet_bn and
 # resnet18 (with the hand-written references), then the zoo in the plain modes and MXNet hybridized.
+# Last, the spec-built vs hand-written lenet_bn pairs again with 7 repeats (its 2 ms steps are noisy).
 PERF = runs/perf
 ZOO_SIZES = lenet lenet_bn inception_mnist residual_mnist alexnet:67 vgg11:64 vgg13:64 vgg16:64 vgg19:64 \
 	nin:67 googlenet:64 resnet18:64 resnet34:64 densenet:64 tv_alexnet:64 tv_vgg11:64 tv_vgg13:64 tv_resnet18:64
@@ -54,6 +55,9 @@ performance: install
 	  --repeats 3 --out $(PERF)/resnet18
 	$(BIN)/netparity bench $(ZOO_SIZES) --frameworks "torch,mxnet,mxnet[hybrid],keras" \
 	  --no-fast-modes --mode both --batch-size 16 --steps 8 --warmup 2 --repeats 2 --out $(PERF)/zoo
+	$(BIN)/netparity bench lenet_bn --no-fast-modes --mode both --batch-size 32 --steps 50 --warmup 5 \
+	  --repeats 7 --frameworks "torch,torch[handwritten],mxnet,mxnet[handwritten],keras,keras[handwritten]" \
+	  --out $(PERF)/ab_lenet_bn
 
 clean:
 	rm -rf $(VENV) build *.egg-info

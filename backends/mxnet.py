@@ -461,6 +461,10 @@ def set_learning_rate(optimizer: SGDOptimizer, lr: float) -> None:
     optimizer.native.set_learning_rate(lr)
 
 
+# Made once: constructing a Gluon block costs ~12 us per step (0.3% of a lenet_bn step on 2 cores).
+_CRITERION = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=True)
+
+
 def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> float:
     """One SGD step on a minibatch in training mode (batch-statistics BatchNorm, dropout on);
     returns the mean softmax cross-entropy over the batch before the update (NaN/inf as is).
@@ -475,7 +479,7 @@ def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> floa
         record.layers[path].mask = to_ndarray(mask, context)
     data = to_ndarray(batch, context)
     target = to_ndarray(labels, context)
-    criterion = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=True)  # per-sample, from logits
+    criterion = _CRITERION  # per-sample, from logits
     try:
         lockstepped = record.extra.get("lockstep_dropout", False)  # mask blocks run imperatively
         with imperative(model) if lockstepped else nullcontext(), autograd.record(train_mode=True):

@@ -299,8 +299,8 @@ def _measure_ceiling(device: str, size: int | None, progress) -> dict | None:
             "(bfloat16 rows: bfloat16 rate), best of 3" if device == "gpu" else
             f"float32 {entry['size']}x{entry['size']} matmul, best of 3 at the worker thread count, "
             f"the faster of NumPy and PyTorch ({library})")
-    return {key: entry.get(key) for key in ("gflops", "bf16_gflops", "device_name", "measured", "load_before")
-            if entry.get(key) is not None} | {"what": what}
+    return {key: entry.get(key) for key in ("gflops", "bf16_gflops", "library", "rates", "device_name", "measured",
+                                             "load_before") if entry.get(key) is not None} | {"what": what}
 
 
 def run_bench(model: str, frameworks=None, mode: str = "both", batch_size: int = 32,
