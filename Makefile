@@ -44,7 +44,7 @@ parity-report: install
 
 # The CPU figures of docs/performance.md (about an hour on 2 cores): every variant of lenet_bn and
 # resnet18 (with the hand-written references), then the zoo in the plain modes and MXNet hybridized.
-# Last, the spec-built vs hand-written lenet_bn pairs again with 7 repeats (its 2 ms steps are noisy).
+# Last, the spec-built vs hand-written pairs on their own (lenet_bn with 7 repeats: its 2 ms steps are noisy).
 PERF = runs/perf
 ZOO_SIZES = lenet lenet_bn inception_mnist residual_mnist alexnet:67 vgg11:64 vgg13:64 vgg16:64 vgg19:64 \
 	nin:67 googlenet:64 resnet18:64 resnet34:64 densenet:64 tv_alexnet:64 tv_vgg11:64 tv_vgg13:64 tv_resnet18:64
@@ -58,6 +58,9 @@ performance: install
 	$(BIN)/netparity bench lenet_bn --no-fast-modes --mode both --batch-size 32 --steps 50 --warmup 5 \
 	  --repeats 7 --frameworks "torch,torch[handwritten],mxnet,mxnet[handwritten],keras,keras[handwritten]" \
 	  --out $(PERF)/ab_lenet_bn
+	$(BIN)/netparity bench resnet18 --input-size 64 --no-fast-modes --mode both --batch-size 16 --steps 10 \
+	  --warmup 3 --repeats 3 --frameworks "torch,torch[handwritten],mxnet,mxnet[handwritten],keras,keras[handwritten]" \
+	  --out $(PERF)/ab_resnet18
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -140,8 +140,10 @@ def _backend_step(backend, variant: Variant, spec, weights, mode: str, device: s
 
 
 def _handwritten_step(variant: Variant, model_name: str, input_size, mode: str, device: str, x, y):
-    """The step of a hand-written reference (compare/reference) on the same batch, put in the
-    form the hand-written code takes once, outside the clock."""
+    """The step of a hand-written reference (compare/reference) on the same NumPy batch, put in
+    the form the hand-written code takes inside every step, as the backends do: a real loop gets a
+    new batch each step, and a batch converted once lets MXNet keep the input's oneDNN layout
+    between steps (lenet_bn inference: 0.73 ms on a reused NDArray, 0.88 ms on a new one each call)."""
     from .reference import build_reference, has_reference
 
     if not has_reference(model_name):
@@ -159,10 +161,9 @@ def _handwritten_step(variant: Variant, model_name: str, input_size, mode: str, 
                                     momentum=MOMENTUM, weight_decay=0.0)
     except ValueError as error:  # e.g. lenet_bn at another size than 28
         raise VariantFailed(f"{variant.label}: {error}") from error
-    batch = reference.native_batch(x)
     if mode == "train":
-        return lambda: reference.train_step(batch, y)
-    return lambda: reference.infer(batch)
+        return lambda: reference.train_step(reference.native_batch(x), y)
+    return lambda: reference.infer(reference.native_batch(x))
 
 
 def measure(job: dict) -> dict:
