@@ -1025,10 +1025,7 @@ def load_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     """Restore a checkpoint so training continues exactly as if uninterrupted (bitwise, for
     one written by this backend; other frameworks' momentum states are converted)."""
     record = record_of(model, NAME)
-    training.check_optimizer(model, optimizer, NAME)
-    meta, arrays = training.read_checkpoint(path, NAME, BackendError)
-    training.check_resume(meta, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
-    set_weights(model, training.section(arrays, "weights"))
+    meta, arrays = training.restore_weights(model, optimizer, path, NAME, BackendError, set_weights)
     saved = training.section(arrays, "state")
     layouts = record.extra["input_hwc_flat"]
     lr = float(meta["lr"])

@@ -533,10 +533,7 @@ def load_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     """Restore a checkpoint so training continues exactly as if uninterrupted (bitwise, for
     one written by this backend, except native dropout masks; other frameworks' momentum
     states are converted)."""
-    training.check_optimizer(model, optimizer, NAME)
-    meta, arrays = training.read_checkpoint(path, NAME, BackendError)
-    training.check_resume(meta, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
-    set_weights(model, training.section(arrays, "weights"))
+    meta, arrays = training.restore_weights(model, optimizer, path, NAME, BackendError, set_weights)
     saved = training.section(arrays, "state")
     context = _context_of(model)
     updater = optimizer.native._updaters[0]

@@ -397,10 +397,7 @@ def save_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
 def load_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     """Restore a checkpoint so training continues exactly as if uninterrupted (bitwise, for
     one written by this backend; one from MXNet or Keras converts its momentum state)."""
-    training.check_optimizer(model, optimizer, NAME)
-    meta, arrays = training.read_checkpoint(path, NAME, BackendError)
-    training.check_resume(meta, optimizer.momentum, optimizer.weight_decay, NAME, BackendError)
-    set_weights(model, training.section(arrays, "weights"))
+    meta, arrays = training.restore_weights(model, optimizer, path, NAME, BackendError, set_weights)
     states = training.section(arrays, "state")
     device = _device_of(model)
     params = optimizer.native.param_groups[0]["params"]

@@ -213,3 +213,14 @@ def prepare_step(model, optimizer, x, y, dropout_masks, backend: str):
     masks = check_dropout_masks(record.inference, dropout_masks, size, record.extra.get("lockstep_dropout", False),
                                 backend, BackendError)
     return record, batch, labels, masks
+
+
+def restore_weights(model, optimizer, path, backend: str, error, set_weights) -> tuple[dict, dict]:
+    """The start every backend's ``load_checkpoint`` shares: check the optimizer, read the file,
+    check that it can resume with this optimizer, restore the weights. Returns (meta, arrays);
+    the momentum state and RNGs are the backend's to restore."""
+    check_optimizer(model, optimizer, backend)
+    meta, arrays = read_checkpoint(path, backend, error)
+    check_resume(meta, optimizer.momentum, optimizer.weight_decay, backend, error)
+    set_weights(model, section(arrays, "weights"))
+    return meta, arrays

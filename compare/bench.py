@@ -64,12 +64,6 @@ def _run_worker(args: list[str], timeout: float | None, variant: str | None = No
     return {"error": tail or f"worker exited with status {done.returncode}", "returncode": done.returncode}
 
 
-def _installed(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
 def _expands_to(variant, model, device: str) -> bool:
     from .reference import has_reference
 
@@ -78,7 +72,9 @@ def _expands_to(variant, model, device: str) -> bool:
     if variant.when == "reference":  # the hand-written references are built for the CPU
         return model is not None and has_reference(str(model)) and device == "cpu"
     if variant.when == "jax":
-        return _installed("jax")
+        from ..backends.frameworks import is_installed
+
+        return is_installed("jax")
     if variant.when == "named":
         return False
     if (variant.keras_backend and variant.keras_backend == os.environ.get("KERAS_BACKEND", "tensorflow")

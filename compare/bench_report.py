@@ -14,7 +14,6 @@ spread.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -23,7 +22,8 @@ from matplotlib.figure import Figure
 from ..spec.files import write_atomic
 from . import plots
 from .bench import FORMAT as BENCH_FORMAT
-from .report import Block, Mark, Table, _fmt, _plain, _table_md, _when, render_markdown_page, render_page
+from .report import (Block, Mark, Table, _fmt, _plain, _table_md, _when, read_format, render_markdown_page,
+                     render_page)
 
 HANDWRITTEN = "handwritten"
 # The network compiled from the spec should run at least this fraction of the speed of
@@ -49,16 +49,8 @@ def load_bench(path: Path | str) -> dict:
     path = Path(path)
     if path.is_dir():
         path = path / "bench.json"
-    if not path.is_file():
-        raise BenchError(f"{path}: no such file (netparity bench writes it; is {path.parent} a bench folder?)")
-    try:
-        bench = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BenchError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(bench, dict):
-        raise BenchError(f"{path}: expected a JSON object, got {type(bench).__name__}")
-    if bench.get("format") != BENCH_FORMAT:
-        raise BenchError(f"{path}: format is {bench.get('format')!r}, expected {BENCH_FORMAT!r}")
+    bench = read_format(path, BENCH_FORMAT, BenchError,
+                        f"netparity bench writes it; is {path.parent} a bench folder?")
     if not isinstance(bench.get("settings"), dict):
         raise BenchError(f"{path}: 'settings' is missing or not an object")
     if not isinstance(bench.get("results"), list):

@@ -246,15 +246,15 @@ def matmul_ceiling(size: int, repeats: int) -> dict:
     """Best-of-``repeats`` float32 ``size x size`` matmul rate on the CPU, in GFLOP/s: NumPy's
     BLAS and, when installed, PyTorch's (oneDNN/MKL, often faster: a framework that beats a
     NumPy-only ceiling would show more than 100%), at the worker's thread count; the faster."""
-    import importlib.util
-
     import numpy as np
+
+    from ..backends.frameworks import is_installed
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size)).astype(np.float32)
     b = rng.standard_normal((size, size)).astype(np.float32)
     rates = {"numpy": 2.0 * size ** 3 / _best_seconds(lambda: a @ b, repeats) / 1e9}
-    if importlib.util.find_spec("torch") is not None:
+    if is_installed("torch"):
         import torch
 
         threads = os.environ.get("OMP_NUM_THREADS")

@@ -86,19 +86,27 @@ class Block:
 # --- reading --------------------------------------------------------------------------------------------------
 
 
+def read_format(path: Path, expected_format: str, error: type[ValueError], missing_hint: str) -> dict:
+    """The JSON object in ``path`` whose "format" is ``expected_format``; otherwise ``error``
+    naming the file and what is wrong (``missing_hint``: said when the file is absent)."""
+    if not path.is_file():
+        raise error(f"{path}: no such file ({missing_hint})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as problem:
+        raise error(f"{path}: not valid JSON ({problem})") from problem
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object, got {type(data).__name__}")
+    if data.get("format") != expected_format:
+        raise error(f"{path}: format is {data.get('format')!r}, expected {expected_format!r}")
+    return data
+
+
 def load_results(run_dir: Path) -> dict:
     """RUN_DIR/results.json, checked enough that a report can be made; ResultsError names the file."""
     path = Path(run_dir) / "results.json"
-    if not path.is_file():
-        raise ResultsError(f"{path}: no such file (a training run writes it; is {Path(run_dir)} a run directory?)")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ResultsError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(results, dict):
-        raise ResultsError(f"{path}: expected a JSON object, got {type(results).__name__}")
-    if results.get("format") != RESULTS_FORMAT:
-        raise ResultsError(f"{path}: format is {results.get('format')!r}, expected {RESULTS_FORMAT!r}")
+    results = read_format(path, RESULTS_FORMAT, ResultsError,
+                          f"a training run writes it; is {Path(run_dir)} a run directory?")
     if not isinstance(results.get("frameworks"), dict):
         raise ResultsError(f"{path}: 'frameworks' is missing or not an object")
     for name, data in results["frameworks"].items():
