@@ -67,13 +67,22 @@ def import_mxnet():
     return sys.modules["mxnet"]
 
 
+def load_triton_first() -> None:
+    """Call before anything that may import TensorFlow (Keras, tensorboardX): when PyTorch and
+    triton are installed and TensorFlow is not loaded yet, load triton now (through
+    ``torch._dynamo``), since loading it after TensorFlow segfaults."""
+    if "tensorflow" in sys.modules or not (is_installed("torch") and is_installed("triton")):
+        return
+    try:
+        importlib.import_module("torch._dynamo")
+    except Exception:
+        pass
+
+
 def import_keras():
     if "keras" not in sys.modules:
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        if os.environ["KERAS_BACKEND"] == "tensorflow" and is_installed("torch") and is_installed("triton"):
-            try:
-                importlib.import_module("torch._dynamo")  # triton must load before TensorFlow
-            except Exception:
-                pass
+        if os.environ["KERAS_BACKEND"] == "tensorflow":
+            load_triton_first()
     return _import("keras", "keras")

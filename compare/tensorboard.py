@@ -35,6 +35,9 @@ def log_directory(run_dir: Path, framework: str, seed: int) -> Path:
 
 
 def _tensorboardx():
+    from ..backends.frameworks import load_triton_first
+
+    load_triton_first()  # tensorboardX imports TensorFlow when it is installed
     try:
         from tensorboardX.event_file_writer import EventsWriter
         from tensorboardX.proto.event_pb2 import Event
@@ -116,7 +119,7 @@ def read_scalars(directory: Path) -> dict[str, list[tuple[int, float]]]:
 
     For checks and tests; TensorBoard reads the same files itself.
     """
-    from tensorboardX.proto.event_pb2 import Event
+    _, Event, _ = _tensorboardx()
 
     scalars: dict[str, list[tuple[int, float]]] = {}
     for path in sorted(Path(directory).glob("events.out.tfevents.*")):
