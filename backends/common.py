@@ -13,12 +13,13 @@ from typing import Any, Callable
 import numpy as np
 
 from ..spec import Inference, Spec
+from ..spec.errors import NetparityError
 from ..spec.layers import Layer, Row
 
 DEVICES = ("cpu", "gpu")
 
 
-class BackendError(RuntimeError):
+class BackendError(NetparityError, RuntimeError):
     """A backend cannot do what was asked (no GPU, wrong input, bad weights)."""
 
 

@@ -13,6 +13,8 @@ import importlib.util
 import os
 import sys
 
+from ..spec.errors import NetparityError
+
 INSTALL_HINTS = {
     "torch": ("PyTorch", "pip install 'netparity[torch]'"),
     "mxnet": ("MXNet", "pip install 'netparity[mxnet]' (needs numpy<2)"),
@@ -20,7 +22,7 @@ INSTALL_HINTS = {
 }
 
 
-class FrameworkMissing(ImportError):
+class FrameworkMissing(NetparityError, ImportError):
     """A backend's framework is not installed (or does not import)."""
 
     def __init__(self, backend: str, detail: str = ""):

@@ -7,7 +7,7 @@ Importing netparity imports no deep-learning framework. The public API:
 - ``netparity.compare``: ``check_parity``
 """
 
-from netparity.spec import Spec, SpecError, init_weights, load, zoo
+from netparity.spec import NetparityError, Spec, SpecError, init_weights, load, zoo
 
 __version__ = "0.1.0"
 
@@ -24,4 +24,4 @@ def check_parity(*args, **kwargs):
     return _check_parity(*args, **kwargs)
 
 
-__all__ = ["Spec", "SpecError", "zoo", "load", "init_weights", "get_backend", "check_parity", "__version__"]
+__all__ = ["Spec", "SpecError", "NetparityError", "zoo", "load", "init_weights", "get_backend", "check_parity", "__version__"]

@@ -5,7 +5,7 @@ every backend is checked against.
 """
 
 from . import zoo
-from .errors import SpecError
+from .errors import NetparityError, SpecError
 from .layers import (BLOCK_KINDS, LAYER_KINDS, Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Block,
                      ConcatBranches, Conv2d, Dense, DenseConcat, Dropout, Flatten, GlobalAvgPool, Layer,
                      MaxPool2d, Residual, Row, Sequence, show_shape)
@@ -22,7 +22,7 @@ def load(model: "str | Spec") -> Spec:
     return zoo.get(model)
 
 
-__all__ = ["Spec", "Inference", "SpecError", "LAYER_KINDS", "BLOCK_KINDS", "zoo", "init_weights", "load",
+__all__ = ["Spec", "Inference", "SpecError", "NetparityError", "LAYER_KINDS", "BLOCK_KINDS", "zoo", "init_weights", "load",
            "Layer", "Block", "Row", "Conv2d", "BatchNorm", "Activation", "MaxPool2d", "AvgPool2d",
            "AdaptiveAvgPool2d", "GlobalAvgPool", "Flatten", "Dense", "Dropout", "Sequence", "ConcatBranches",
            "Residual", "DenseConcat", "show_shape"]
