@@ -1,5 +1,6 @@
 # make run   - create .venv, install netparity with every framework, run the main job
 # make test  - the same install plus test extras, then pytest
+# make wheel-smoke - build the wheel, install it with the torch extra in a fresh venv, run the CLI
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,14 +10,15 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 MODEL ?= lenet_bn
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install run test data clean parity-report performance
+.PHONY: install run test wheel-smoke data clean parity-report performance
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# The stamp re-runs pip only when pyproject.toml changes: `make install` is idempotent.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# The stamp re-runs pip only when the packaging changes: `make install` is idempotent.
+# Editable, so the venv runs the working tree; wheel-smoke checks the non-editable install.
+$(VENV)/.installed: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[all,test]'
 	touch $@
 
@@ -36,6 +38,10 @@ run: install data
 
 test: install data
 	$(BIN)/python -m pytest -q
+
+# What a user gets from `pip install netparity[torch]` (about 1.5 minutes; 5-6 GB in a temporary folder).
+wheel-smoke: install
+	PYTHON=$(BIN)/python tests/packaging/wheel_smoke.sh
 
 # Every zoo model at its default size in every framework, and the wall time of
 # `netparity check resnet18`; writes docs/parity.md (a benchmark, not a test).
