@@ -108,7 +108,7 @@ def as_input(x, record: BuildRecord, backend: str) -> np.ndarray:
 
 def parameter_rows(record: BuildRecord):
     """(row, {name: shape}) for every layer that holds weights, in canonical order."""
-    for row in record.inference.leaves():
+    for row in record.inference.weight_leaves():
         named = dict(row.layer.parameter_shapes(row.input_shape))
         named.update(row.layer.running_stat_shapes(row.input_shape))
         if named:

@@ -29,8 +29,9 @@ def _inference(spec_or_inference):
 
 
 def dropout_rows(inference) -> list:
-    """The dropout rows of a Spec's Inference (or of a Spec), in execution order."""
-    return [row for row in _inference(inference).execution_order() if row.kind == "dropout"]
+    """The rows whose training output is random (dropout, drop_path) of a Spec's Inference (or
+    of a Spec), in execution order: the layers that take lockstep masks."""
+    return [row for row in _inference(inference).execution_order() if row.layer.random_in_training]
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from ..backends.training import dropout_rows
 
 
 def draw_dropout_masks(inference, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """One minibatch's scaled dropout masks: {spec path: float32 (batch_size, *output shape)}.
+    """One minibatch's scaled dropout and drop_path masks: {spec path: float32 (batch_size, *output shape)}.
 
     Each entry is 1/(1-p) with probability 1-p and 0 otherwise (inverted
     dropout, as all three frameworks scale), in PyTorch's NCHW / (C, H, W)
@@ -23,9 +23,5 @@ def draw_dropout_masks(inference, batch_size: int, rng: np.random.Generator) -> 
                         f"got {type(rng).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    masks = {}
-    for row in dropout_rows(inference):
-        keep = 1.0 - float(row.layer.p)
-        drawn = rng.random((int(batch_size), *row.output_shape)) < keep
-        masks[row.path] = drawn.astype(np.float32) * np.float32(1.0 / keep)
-    return masks
+    return {row.path: row.layer.draw_mask(rng, int(batch_size), row.output_shape)
+            for row in dropout_rows(inference)}

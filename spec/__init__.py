@@ -7,8 +7,9 @@ every backend is checked against.
 from . import zoo
 from .errors import NetparityError, SpecError
 from .layers import (BLOCK_KINDS, LAYER_KINDS, Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Block,
-                     ConcatBranches, Conv2d, Dense, DenseConcat, Dropout, Flatten, GlobalAvgPool, Layer,
-                     MaxPool2d, Residual, Row, Sequence, show_shape)
+                     Branches, ChannelScale, ChannelShuffle, ChannelSlice, ConcatBranches, Conv2d, Dense,
+                     DenseConcat, DropPath, Dropout, Flatten, GlobalAvgPool, GlobalMaxPool, Identity, Layer,
+                     LayerNorm, MaxPool2d, Normalize, Pad2d, PReLU, Residual, Row, Sequence, show_shape)
 from .model import Inference, Spec
 from .weights import init_weights
 
@@ -25,4 +26,5 @@ def load(model: "str | Spec") -> Spec:
 __all__ = ["Spec", "Inference", "SpecError", "NetparityError", "LAYER_KINDS", "BLOCK_KINDS", "zoo", "init_weights", "load",
            "Layer", "Block", "Row", "Conv2d", "BatchNorm", "Activation", "MaxPool2d", "AvgPool2d",
            "AdaptiveAvgPool2d", "GlobalAvgPool", "Flatten", "Dense", "Dropout", "Sequence", "ConcatBranches",
-           "Residual", "DenseConcat", "show_shape"]
+           "Residual", "DenseConcat", "show_shape", "Pad2d", "LayerNorm", "PReLU", "ChannelScale", "Normalize",
+           "GlobalMaxPool", "DropPath", "Identity", "ChannelShuffle", "ChannelSlice", "Branches"]

@@ -21,16 +21,57 @@ from .pooling import pool_output_size
 Shape = tuple[int, ...]
 Pair = tuple[int, int]
 
-ACTIVATIONS = ("relu", "sigmoid", "tanh")
+Pads = tuple[int, int, int, int]  # (top, bottom, left, right)
+
+# Every elementwise function the ``activation`` kind knows, with PyTorch's definitions
+# (spec/reference.py computes them; each backend builds exactly these, see the notes there).
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "relu6", "elu", "silu", "hardswish", "hardsigmoid",
+               "gelu", "softmax")
+GELU_APPROXIMATIONS = ("none", "tanh")
+MERGES = ("concat", "add", "mul")
+
+
+def is_int(value) -> bool:
+    """A JSON/Python integer: ``True`` and ``"2"`` are not integers here."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _strict_int(value) -> int:
+    if not is_int(value):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return value
 
 
 def pair(value) -> Pair:
-    """Accept ``3`` or ``(3, 3)`` (or a JSON list) and return a 2-tuple."""
+    """Accept ``3`` or ``(3, 3)`` (or a JSON list) and return a 2-tuple of integers."""
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
-            raise ValueError(f"expected an int or a pair, got {value!r}")
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
+            raise ValueError(f"expected an integer or a pair of integers, got {value!r}")
+        return _strict_int(value[0]), _strict_int(value[1])
+    return _strict_int(value), _strict_int(value)
+
+
+def padding_value(value) -> Pair | Pads:
+    """Symmetric padding (``1`` or ``(ph, pw)``) as a pair, or explicit ``(top, bottom, left, right)``
+    as a 4-tuple: TensorFlow's 'same' at stride 2 pads one more after than before."""
+    if isinstance(value, (list, tuple)) and len(value) == 4:
+        return tuple(_strict_int(v) for v in value)
+    return pair(value)
+
+
+def four_sides(padding: Pair | Pads) -> Pads:
+    """(top, bottom, left, right) of a symmetric pair or an explicit 4-tuple."""
+    if len(padding) == 4:
+        return tuple(padding)
+    return (padding[0], padding[0], padding[1], padding[1])
+
+
+def show_padding(padding: Pair | Pads) -> str:
+    return show_pair(padding) if len(padding) == 2 else "(" + ", ".join(map(str, padding)) + ")"
 
 
 def show_pair(value: Pair) -> str:
@@ -79,6 +120,27 @@ class Layer:
     def running_stat_shapes(self, shape: Shape) -> dict[str, Shape]:
         return {}
 
+    def initial_value(self, name: str, shape: Shape, rng, nontrivial: bool):
+        """Canonical initial value of one parameter or running statistic (spec/weights.py).
+
+        The default: Xavier-uniform ``weight`` (PyTorch's fans), and biases drawn in
+        [-0.2, 0.2] for parity checks (zero for training, ``nontrivial=False``): a zero bias
+        would hide a missing one."""
+        import numpy as np
+        if name == "weight":
+            receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+            fan_in, fan_out = shape[1] * receptive, shape[0] * receptive
+            bound = np.sqrt(6.0 / (fan_in + fan_out))
+            return rng.uniform(-bound, bound, shape)
+        return rng.uniform(-0.2, 0.2, shape) if nontrivial else np.zeros(shape)
+
+    # Kinds whose training-mode output is random (dropout, drop_path): lockstep training
+    # hands every framework the same masks, drawn by ``draw_mask``.
+    random_in_training: ClassVar[bool] = False
+
+    def draw_mask(self, rng, batch: int, output_shape: Shape):
+        raise NotImplementedError
+
     # -- walking ----------------------------------------------------------------------
     def children(self) -> list[tuple[str, "Layer"]]:
         return []
@@ -106,14 +168,43 @@ def _size(shape: Shape) -> int:
 
 def _positive(path: str, what: str, *values: int) -> None:
     for value in values:
-        if not isinstance(value, int) or value <= 0:
+        if not is_int(value) or value <= 0:
             raise SpecError(path, f"{what} must be a positive integer, got {value!r}")
 
 
 def _non_negative(path: str, what: str, *values: int) -> None:
     for value in values:
-        if not isinstance(value, int) or value < 0:
+        if not is_int(value) or value < 0:
             raise SpecError(path, f"{what} must be a non-negative integer, got {value!r}")
+
+
+def _flag(path: str, what: str, value) -> None:
+    if not isinstance(value, bool):
+        raise SpecError(path, f"{what} must be true or false, got {value!r}")
+
+
+def _probability(path: str, what: str, value) -> None:
+    if not (is_number(value) and 0 <= value < 1):
+        raise SpecError(path, f"{what} must be in [0, 1), got {value!r}")
+
+
+def _positive_number(path: str, what: str, value) -> None:
+    if not (is_number(value) and value > 0):
+        raise SpecError(path, f"{what} must be positive, got {value!r}")
+
+
+def _channels_input(kind: str, shape: Shape, path: str) -> None:
+    if len(shape) not in (1, 3):
+        raise SpecError(path, f"{kind} expects (C,) or (C, H, W), got {show_shape(shape)}")
+
+
+def _per_channel_vector(values, what: str) -> tuple[float, ...]:
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ValueError(f"{what} must be a non-empty list of numbers, got {values!r}")
+    for v in values:
+        if not is_number(v):
+            raise ValueError(f"{what} must hold numbers, got {v!r}")
+    return tuple(float(v) for v in values)
 
 
 def _image_input(kind: str, shape: Shape, path: str) -> None:
@@ -122,8 +213,8 @@ def _image_input(kind: str, shape: Shape, path: str) -> None:
                         + (" (add no flatten before it)" if len(shape) == 1 else ""))
 
 
-def _window_fits(kind: str, shape: Shape, kernel: Pair, padding: Pair, path: str) -> None:
-    padded = (shape[1] + 2 * padding[0], shape[2] + 2 * padding[1])
+def _window_fits(kind: str, shape: Shape, kernel: Pair, pads: Pads, path: str) -> None:
+    padded = (shape[1] + pads[0] + pads[1], shape[2] + pads[2] + pads[3])
     if kernel[0] > padded[0] or kernel[1] > padded[1]:
         raise SpecError(path, f"{kind} kernel {show_pair(kernel)} is larger than the padded "
                               f"input {show_pair(padded)}")
@@ -135,24 +226,44 @@ def _window_fits(kind: str, shape: Shape, kernel: Pair, padding: Pair, path: str
 
 @dataclass(frozen=True)
 class Conv2d(Layer):
+    """2-D convolution (cross-correlation, as in every framework).
+
+    ``padding`` is symmetric (``1``, ``(ph, pw)``: PyTorch's and MXNet's integer padding) or
+    explicit ``(top, bottom, left, right)``. ``groups == in_channels`` is a depthwise
+    convolution; ``dilation`` spreads the kernel taps apart.
+    """
+
     kind: ClassVar[str] = "conv2d"
     out_channels: int
     kernel: Pair
     stride: Pair = (1, 1)
-    padding: Pair = (0, 0)  # symmetric, as PyTorch's and MXNet's integer padding
+    padding: Pair | Pads = (0, 0)
     bias: bool = True
     groups: int = 1
+    dilation: Pair = (1, 1)
 
     def __post_init__(self):
-        for name in ("kernel", "stride", "padding"):
+        for name in ("kernel", "stride", "dilation"):
             object.__setattr__(self, name, pair(getattr(self, name)))
+        object.__setattr__(self, "padding", padding_value(self.padding))
+
+    @property
+    def pads(self) -> Pads:
+        return four_sides(self.padding)
+
+    @property
+    def extent(self) -> Pair:
+        """The dilated kernel's size: what one window covers."""
+        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilation))
 
     def check(self, path):
         _positive(path, "conv2d out_channels", self.out_channels)
         _positive(path, "conv2d kernel", *self.kernel)
         _positive(path, "conv2d stride", *self.stride)
+        _positive(path, "conv2d dilation", *self.dilation)
         _non_negative(path, "conv2d padding", *self.padding)
         _positive(path, "conv2d groups", self.groups)
+        _flag(path, "conv2d bias", self.bias)
         if self.out_channels % self.groups:
             raise SpecError(path, f"conv2d out_channels {self.out_channels} is not divisible "
                                   f"by groups {self.groups}")
@@ -162,9 +273,10 @@ class Conv2d(Layer):
         if shape[0] % self.groups:
             raise SpecError(path, f"conv2d input channels {shape[0]} are not divisible by "
                                   f"groups {self.groups}")
-        _window_fits(self.kind, shape, self.kernel, self.padding, path)
-        h, w = ((shape[i + 1] + 2 * self.padding[i] - self.kernel[i]) // self.stride[i] + 1
-                for i in range(2))
+        pads = self.pads
+        _window_fits(self.kind, shape, self.extent, pads, path)
+        h = (shape[1] + pads[0] + pads[1] - self.extent[0]) // self.stride[0] + 1
+        w = (shape[2] + pads[2] + pads[3] - self.extent[1]) // self.stride[1] + 1
         return (self.out_channels, h, w)
 
     def parameter_shapes(self, shape):
@@ -175,11 +287,49 @@ class Conv2d(Layer):
         text = f"conv2d {self.out_channels}@{show_pair(self.kernel)}"
         if self.stride != (1, 1):
             text += f" /{show_pair(self.stride)}"
-        if self.padding != (0, 0):
-            text += f" pad {show_pair(self.padding)}"
+        if any(self.padding):
+            text += f" pad {show_padding(self.padding)}"
+        if self.dilation != (1, 1):
+            text += f" dilation {show_pair(self.dilation)}"
         if self.groups != 1:
             text += f" groups {self.groups}"
         return text + ("" if self.bias else " no bias")
+
+
+@dataclass(frozen=True)
+class Pad2d(Layer):
+    """Explicit zero padding of H and W: ``(top, bottom, left, right)``, or symmetric."""
+
+    kind: ClassVar[str] = "pad2d"
+    padding: Pair | Pads = (0, 0)
+
+    def __post_init__(self):
+        object.__setattr__(self, "padding", padding_value(self.padding))
+
+    @property
+    def pads(self) -> Pads:
+        return four_sides(self.padding)
+
+    def check(self, path):
+        _non_negative(path, "pad2d padding", *self.padding)
+
+    def output_shape(self, shape, path):
+        _image_input(self.kind, shape, path)
+        top, bottom, left, right = self.pads
+        return (shape[0], shape[1] + top + bottom, shape[2] + left + right)
+
+    def describe(self):
+        return f"pad2d {show_padding(self.padding)}"
+
+
+def _norm_initial_value(name: str, shape: Shape, rng, nontrivial: bool):
+    """Norm layers' gamma (``weight``) and variance around 1, beta and mean around 0."""
+    import numpy as np
+    if not nontrivial:
+        return np.ones(shape) if name in ("weight", "running_var") else np.zeros(shape)
+    if name in ("weight", "running_var"):
+        return rng.uniform(0.5, 1.5, shape)
+    return rng.uniform(-0.2, 0.2, shape)
 
 
 @dataclass(frozen=True)
@@ -187,49 +337,179 @@ class BatchNorm(Layer):
     """Batch normalisation over channels (images) or features (flat inputs).
 
     ``momentum`` is PyTorch's: running = (1 - momentum) * running + momentum * batch.
-    MXNet and Keras spell the same thing ``1 - momentum``.
+    MXNet and Keras spell the same thing ``1 - momentum``. ``scale=False`` fixes gamma at 1
+    and ``center=False`` beta at 0: neither is then a weight (Keras' scale/center, MXNet's
+    fix_gamma).
     """
 
     kind: ClassVar[str] = "batchnorm"
     eps: float = 1e-5
     momentum: float = 0.1
+    scale: bool = True
+    center: bool = True
 
     def check(self, path):
-        if not (isinstance(self.eps, (int, float)) and self.eps > 0):
-            raise SpecError(path, f"batchnorm eps must be positive, got {self.eps!r}")
-        if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum <= 1):
+        _positive_number(path, "batchnorm eps", self.eps)
+        if not (is_number(self.momentum) and 0 <= self.momentum <= 1):
             raise SpecError(path, f"batchnorm momentum must be in [0, 1], got {self.momentum!r}")
+        _flag(path, "batchnorm scale", self.scale)
+        _flag(path, "batchnorm center", self.center)
 
     def output_shape(self, shape, path):
-        if len(shape) not in (1, 3):
-            raise SpecError(path, f"batchnorm expects (C,) or (C, H, W), got {show_shape(shape)}")
+        _channels_input(self.kind, shape, path)
+        return shape
+
+    def parameter_shapes(self, shape):
+        names = [n for n, on in (("weight", self.scale), ("bias", self.center)) if on]
+        return {name: (shape[0],) for name in names}
+
+    def running_stat_shapes(self, shape):
+        return {"running_mean": (shape[0],), "running_var": (shape[0],)}
+
+    def initial_value(self, name, shape, rng, nontrivial):
+        return _norm_initial_value(name, shape, rng, nontrivial)
+
+    def describe(self):
+        text = f"batchnorm eps {self.eps:g} momentum {self.momentum:g}"
+        fixed = [what for what, on in (("scale", self.scale), ("center", self.center)) if not on]
+        return text + (f" no {' no '.join(fixed)}" if fixed else "")
+
+
+@dataclass(frozen=True)
+class LayerNorm(Layer):
+    """Layer normalisation over the channels of each pixel of a (C, H, W) input (ConvNeXt's
+    LayerNorm2d) or over the features of a flat (F,) input, with a learned per-channel
+    ``weight`` and ``bias``; the variance is the biased one, as in every framework."""
+
+    kind: ClassVar[str] = "layernorm"
+    eps: float = 1e-5
+
+    def check(self, path):
+        _positive_number(path, "layernorm eps", self.eps)
+
+    def output_shape(self, shape, path):
+        _channels_input(self.kind, shape, path)
         return shape
 
     def parameter_shapes(self, shape):
         return {"weight": (shape[0],), "bias": (shape[0],)}
 
-    def running_stat_shapes(self, shape):
-        return {"running_mean": (shape[0],), "running_var": (shape[0],)}
+    def initial_value(self, name, shape, rng, nontrivial):
+        return _norm_initial_value(name, shape, rng, nontrivial)
 
     def describe(self):
-        return f"batchnorm eps {self.eps:g} momentum {self.momentum:g}"
+        return f"layernorm eps {self.eps:g}"
 
 
 @dataclass(frozen=True)
 class Activation(Layer):
+    """An elementwise function (PyTorch's definitions), or ``softmax`` over the channels of
+    each pixel / the features. ``negative_slope`` is for leaky_relu, ``alpha`` for elu and
+    ``approximate`` ("none" or "tanh") for gelu; they must keep their defaults otherwise."""
+
     kind: ClassVar[str] = "activation"
     function: str = "relu"
+    negative_slope: float = 0.01
+    alpha: float = 1.0
+    approximate: str = "none"
 
     def check(self, path):
         if self.function not in ACTIVATIONS:
             raise SpecError(path, f"unknown activation {self.function!r}; "
                                   f"known: {', '.join(ACTIVATIONS)}")
+        for name, owner, default in (("negative_slope", "leaky_relu", 0.01), ("alpha", "elu", 1.0),
+                                     ("approximate", "gelu", "none")):
+            value = getattr(self, name)
+            if self.function != owner and value != default:
+                raise SpecError(path, f"activation field {name} is for {owner}, not {self.function}")
+        if not is_number(self.negative_slope):
+            raise SpecError(path, f"leaky_relu negative_slope must be a number, got {self.negative_slope!r}")
+        if not is_number(self.alpha):
+            raise SpecError(path, f"elu alpha must be a number, got {self.alpha!r}")
+        if self.approximate not in GELU_APPROXIMATIONS:
+            raise SpecError(path, f"gelu approximate must be one of {', '.join(GELU_APPROXIMATIONS)}, "
+                                  f"got {self.approximate!r}")
 
     def output_shape(self, shape, path):
+        if self.function == "softmax":
+            _channels_input("softmax", shape, path)
         return shape
 
     def describe(self):
+        if self.function == "leaky_relu":
+            return f"leaky_relu {self.negative_slope:g}"
+        if self.function == "elu" and self.alpha != 1.0:
+            return f"elu {self.alpha:g}"
+        if self.function == "gelu" and self.approximate != "none":
+            return f"gelu ({self.approximate})"
         return self.function
+
+
+@dataclass(frozen=True)
+class PReLU(Layer):
+    """max(0, x) + weight * min(0, x) with a learned slope per channel (PyTorch's nn.PReLU(C))."""
+
+    kind: ClassVar[str] = "prelu"
+
+    def output_shape(self, shape, path):
+        _channels_input(self.kind, shape, path)
+        return shape
+
+    def parameter_shapes(self, shape):
+        return {"weight": (shape[0],)}
+
+    def initial_value(self, name, shape, rng, nontrivial):
+        import numpy as np
+        # PyTorch's and MXNet's default slope is 0.25; parity checks want distinct ones.
+        return rng.uniform(0.05, 0.45, shape) if nontrivial else np.full(shape, 0.25)
+
+
+@dataclass(frozen=True)
+class ChannelScale(Layer):
+    """x * weight with a learned multiplier per channel (ConvNeXt's layer scale)."""
+
+    kind: ClassVar[str] = "channel_scale"
+
+    def output_shape(self, shape, path):
+        _channels_input(self.kind, shape, path)
+        return shape
+
+    def parameter_shapes(self, shape):
+        return {"weight": (shape[0],)}
+
+    def initial_value(self, name, shape, rng, nontrivial):
+        import numpy as np
+        return rng.uniform(0.5, 1.5, shape) if nontrivial else np.ones(shape)
+
+
+@dataclass(frozen=True)
+class Normalize(Layer):
+    """Fixed per-channel ``(x - mean) / std``, written in the spec (not weights): the input
+    preprocessing that Keras applications and MXNet graphs carry inside the model. ``mean``
+    and ``std`` hold one value per channel, or one value for all."""
+
+    kind: ClassVar[str] = "normalize"
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self):
+        object.__setattr__(self, "mean", _per_channel_vector(self.mean, "normalize mean"))
+        object.__setattr__(self, "std", _per_channel_vector(self.std, "normalize std"))
+
+    def check(self, path):
+        if any(v <= 0 for v in self.std):
+            raise SpecError(path, f"normalize std must be positive, got {list(self.std)}")
+
+    def output_shape(self, shape, path):
+        _channels_input(self.kind, shape, path)
+        for what, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) not in (1, shape[0]):
+                raise SpecError(path, f"normalize {what} has {len(values)} values for {shape[0]} channels "
+                                      "(give one per channel, or one for all)")
+        return shape
+
+    def describe(self):
+        return "normalize"
 
 
 @dataclass(frozen=True)
@@ -248,6 +528,7 @@ class _Pool(Layer):
         _positive(path, f"{self.kind} kernel", *self.kernel)
         _positive(path, f"{self.kind} stride", *self.stride)
         _non_negative(path, f"{self.kind} padding", *self.padding)
+        _flag(path, f"{self.kind} ceil_mode", self.ceil_mode)
         for k, p in zip(self.kernel, self.padding):
             # PyTorch refuses this too: a window could then lie entirely in padding.
             if p > k // 2:
@@ -256,7 +537,7 @@ class _Pool(Layer):
 
     def output_shape(self, shape, path):
         _image_input(self.kind, shape, path)
-        _window_fits(self.kind, shape, self.kernel, self.padding, path)
+        _window_fits(self.kind, shape, self.kernel, four_sides(self.padding), path)
         h, w = (pool_output_size(shape[i + 1], self.kernel[i], self.stride[i], self.padding[i],
                                  self.ceil_mode) for i in range(2))
         return (shape[0], h, w)
@@ -277,6 +558,10 @@ class MaxPool2d(_Pool):
 class AvgPool2d(_Pool):
     kind: ClassVar[str] = "avgpool2d"
     count_include_pad: bool = True  # PyTorch's and MXNet's default
+
+    def check(self, path):
+        super().check(path)
+        _flag(path, "avgpool2d count_include_pad", self.count_include_pad)
 
 
 @dataclass(frozen=True)
@@ -301,14 +586,31 @@ class AdaptiveAvgPool2d(Layer):
 
 
 @dataclass(frozen=True)
-class GlobalAvgPool(Layer):
-    """Average over H and W; the output is flat (C,), as Keras gives it."""
+class _GlobalPool(Layer):
+    """Over all of H and W: flat (C,) as Keras gives it, or (C, 1, 1) with ``keepdims`` (what a
+    squeeze-and-excitation gate multiplies by)."""
 
-    kind: ClassVar[str] = "global_avgpool"
+    keepdims: bool = False
+
+    def check(self, path):
+        _flag(path, f"{self.kind} keepdims", self.keepdims)
 
     def output_shape(self, shape, path):
         _image_input(self.kind, shape, path)
-        return (shape[0],)
+        return (shape[0], 1, 1) if self.keepdims else (shape[0],)
+
+    def describe(self):
+        return self.kind + (" keepdims" if self.keepdims else "")
+
+
+@dataclass(frozen=True)
+class GlobalAvgPool(_GlobalPool):
+    kind: ClassVar[str] = "global_avgpool"
+
+
+@dataclass(frozen=True)
+class GlobalMaxPool(_GlobalPool):
+    kind: ClassVar[str] = "global_maxpool"
 
 
 @dataclass(frozen=True)
@@ -329,6 +631,7 @@ class Dense(Layer):
 
     def check(self, path):
         _positive(path, "dense out_features", self.out_features)
+        _flag(path, "dense bias", self.bias)
 
     def output_shape(self, shape, path):
         if len(shape) != 1:
@@ -346,18 +649,112 @@ class Dense(Layer):
 
 @dataclass(frozen=True)
 class Dropout(Layer):
+    """Inverted dropout: in training, each element is zeroed with probability ``p`` and the
+    rest scaled by 1 / (1 - p); the identity in eval mode."""
+
     kind: ClassVar[str] = "dropout"
     p: float = 0.5
+    random_in_training: ClassVar[bool] = True
 
     def check(self, path):
-        if not (isinstance(self.p, (int, float)) and 0 <= self.p < 1):
-            raise SpecError(path, f"dropout p must be in [0, 1), got {self.p!r}")
+        _probability(path, "dropout p", self.p)
 
     def output_shape(self, shape, path):
         return shape
 
+    def draw_mask(self, rng, batch, output_shape):
+        import numpy as np
+        keep = 1.0 - float(self.p)
+        drawn = rng.random((int(batch), *output_shape)) < keep
+        return drawn.astype(np.float32) * np.float32(1.0 / keep)
+
     def describe(self):
         return f"dropout {self.p:g}"
+
+
+@dataclass(frozen=True)
+class DropPath(Layer):
+    """Stochastic depth (torchvision's StochasticDepth, mode "row"): in training each example's
+    whole input is zeroed with probability ``p`` and otherwise scaled by 1 / (1 - p); the
+    identity in eval mode."""
+
+    kind: ClassVar[str] = "drop_path"
+    p: float = 0.0
+    random_in_training: ClassVar[bool] = True
+
+    def check(self, path):
+        _probability(path, "drop_path p", self.p)
+
+    def output_shape(self, shape, path):
+        return shape
+
+    def draw_mask(self, rng, batch, output_shape):
+        """One draw per example, broadcast over the example: the mask has the output's shape
+        so that it travels like a dropout mask."""
+        import numpy as np
+        keep = 1.0 - float(self.p)
+        drawn = (rng.random(int(batch)) < keep).astype(np.float32) * np.float32(1.0 / keep)
+        return np.broadcast_to(drawn.reshape(-1, *([1] * len(output_shape))),
+                               (int(batch), *output_shape)).astype(np.float32)
+
+    def describe(self):
+        return f"drop_path {self.p:g}"
+
+
+@dataclass(frozen=True)
+class Identity(Layer):
+    """The input as it is: a branch that passes its input on (a skip connection)."""
+
+    kind: ClassVar[str] = "identity"
+
+    def output_shape(self, shape, path):
+        return shape
+
+
+@dataclass(frozen=True)
+class ChannelShuffle(Layer):
+    """ShuffleNet's shuffle: channels viewed as (groups, C / groups), transposed, flattened
+    back, so output channel ``j * groups + g`` is input channel ``g * (C / groups) + j``."""
+
+    kind: ClassVar[str] = "channel_shuffle"
+    groups: int = 2
+
+    def check(self, path):
+        _positive(path, "channel_shuffle groups", self.groups)
+
+    def output_shape(self, shape, path):
+        _image_input(self.kind, shape, path)
+        if shape[0] % self.groups:
+            raise SpecError(path, f"channel_shuffle of {shape[0]} channels into {self.groups} groups: "
+                                  "channels must be divisible by groups")
+        return shape
+
+    def describe(self):
+        return f"channel_shuffle {self.groups}"
+
+
+@dataclass(frozen=True)
+class ChannelSlice(Layer):
+    """Channels ``start`` to ``stop`` (exclusive) of the input (ShuffleNetV2's split)."""
+
+    kind: ClassVar[str] = "channel_slice"
+    start: int = 0
+    stop: int = 1
+
+    def check(self, path):
+        _non_negative(path, "channel_slice start", self.start)
+        _positive(path, "channel_slice stop", self.stop)
+        if self.stop <= self.start:
+            raise SpecError(path, f"channel_slice stop {self.stop} must be greater than start {self.start}")
+
+    def output_shape(self, shape, path):
+        _channels_input(self.kind, shape, path)
+        if self.stop > shape[0]:
+            raise SpecError(path, f"channel_slice stop {self.stop} is beyond the {shape[0]} input channels")
+        return (self.stop - self.start, *shape[1:])
+
+    def describe(self):
+        return f"channels {self.start}:{self.stop}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -399,11 +796,29 @@ def _as_layers(path: str, what: str, items) -> tuple:
 
 @dataclass(frozen=True)
 class Sequence(Block):
+    """Layers one after another. ``parameter_order`` (optional) lists the layers' indices in
+    the order their weights appear in the canonical layout, when that is not execution
+    order: PyTorch orders a state_dict by registration, and torchvision's ConvNeXt block
+    registers its layer scale before the convolution it follows. Weights then move by order
+    between torchvision and netparity."""
+
     kind: ClassVar[str] = "sequence"
     layers: tuple[Layer, ...] = ()
+    parameter_order: tuple[int, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _as_layers("", "sequence", self.layers))
+        object.__setattr__(self, "parameter_order", tuple(self.parameter_order))
+
+    def check(self, path):
+        order = self.parameter_order
+        if order and (any(not is_int(i) for i in order) or sorted(order) != list(range(len(self.layers)))):
+            raise SpecError(path, f"sequence parameter_order {list(order)} is not an ordering of its "
+                                  f"{len(self.layers)} layers' indices")
+
+    def weight_children(self):
+        children = self.children()
+        return [children[i] for i in self.parameter_order] if self.parameter_order else children
 
     def children(self):
         return [(f"layers[{i}]", layer) for i, layer in enumerate(self.layers)]
@@ -415,6 +830,29 @@ class Sequence(Block):
 
     def describe(self):
         return f"sequence of {len(self.layers)}"
+
+
+def _merge_shapes(merge: str, outs: list[Shape], labels: list[str], path: str) -> Shape:
+    """The output shape of merging branch outputs by concat, add or mul."""
+    if merge == "concat":
+        if all(len(o) == 1 for o in outs):
+            return (sum(o[0] for o in outs),)
+        for label, out in zip(labels, outs):
+            if len(out) != 3:
+                raise SpecError(_child(path, label), f"concat needs all (C, H, W) or all flat branch outputs, "
+                                                     f"got {', '.join(show_shape(o) for o in outs)}")
+        if any(o[1:] != outs[0][1:] for o in outs):
+            sizes = ", ".join(show_pair(o[1:]) for o in outs)
+            raise SpecError(path, f"concat branches have different spatial sizes: {sizes}")
+        return (sum(o[0] for o in outs), *outs[0][1:])
+    full = max(outs, key=_size)
+    for label, out in zip(labels, outs):
+        gate = len(full) == 3 and out == (full[0], 1, 1)
+        if out != full and not gate:
+            raise SpecError(path, f"{merge} of shapes {', '.join(show_shape(o) for o in outs)}: each branch "
+                                  f"must give {show_shape(full)}, or ({full[0]}, 1, 1) to broadcast over it "
+                                  f"({label} gives {show_shape(out)})")
+    return full
 
 
 def _sequence(item) -> Sequence:
@@ -452,6 +890,38 @@ class ConcatBranches(Block):
 
     def describe(self):
         return f"concat of {len(self.branches)} branches"
+
+
+@dataclass(frozen=True)
+class Branches(Block):
+    """Parallel branches on one input, merged by ``concat`` (on channels, or features),
+    ``add`` or ``mul``. For add and mul a (C, 1, 1) output broadcasts over a (C, H, W) one:
+    squeeze-and-excitation is ``mul`` of an ``identity`` branch and a gate branch. A branch
+    is any layer: a sequence, a single layer, or ``identity``."""
+
+    kind: ClassVar[str] = "branches"
+    branches: tuple[Layer, ...] = ()
+    merge: str = "concat"
+
+    def __post_init__(self):
+        object.__setattr__(self, "branches", _as_layers("", "branches", self.branches))
+
+    def check(self, path):
+        if self.merge not in MERGES:
+            raise SpecError(path, f"branches merge must be one of {', '.join(MERGES)}, got {self.merge!r}")
+        if not self.branches:
+            raise SpecError(path, "branches needs at least one branch")
+
+    def children(self):
+        return [(f"branches[{i}]", branch) for i, branch in enumerate(self.branches)]
+
+    def trace_children(self, shape, path, rows, depth):
+        kids = self.children()
+        outs = [branch.trace(shape, _child(path, rel), rows, depth) for rel, branch in kids]
+        return _merge_shapes(self.merge, outs, [rel for rel, _ in kids], path)
+
+    def describe(self):
+        return f"{self.merge} of {len(self.branches)} branches"
 
 
 @dataclass(frozen=True)
@@ -519,9 +989,10 @@ class DenseConcat(Block):
 
 LAYER_KINDS: dict[str, type[Layer]] = {
     cls.kind: cls
-    for cls in (Conv2d, BatchNorm, Activation, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
-                GlobalAvgPool, Flatten, Dense, Dropout,
-                Sequence, ConcatBranches, Residual, DenseConcat)
+    for cls in (Conv2d, Pad2d, BatchNorm, LayerNorm, Activation, PReLU, ChannelScale, Normalize,
+                MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, GlobalAvgPool, GlobalMaxPool, Flatten, Dense,
+                Dropout, DropPath, Identity, ChannelShuffle, ChannelSlice,
+                Sequence, Branches, ConcatBranches, Residual, DenseConcat)
 }
 """Every layer kind netparity knows. Each backend maps every entry."""
 

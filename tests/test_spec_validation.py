@@ -101,7 +101,7 @@ def test_pool_padding_more_than_half_the_kernel():
 
 
 def test_unknown_activation():
-    expect([Activation("gelu")], "blocks[0]", "unknown activation 'gelu'")
+    expect([Activation("swish")], "blocks[0]", "unknown activation 'swish'")
 
 
 def test_batchnorm_eps_and_momentum():
