@@ -41,6 +41,13 @@ RECIPES: dict[str, Recipe] = {
     "residual_mnist": _MNIST_TUTORIAL,
     "tv_alexnet": _TORCHVISION, "tv_vgg11": _TORCHVISION, "tv_vgg13": _TORCHVISION,
     "tv_resnet18": replace(_TORCHVISION, batch_size=256, lr=0.05),
+    # The modern torchvision families: torchvision's reference scripts train them with SGD
+    # momentum 0.9 (MobileNet, EfficientNet, RegNet, ShuffleNet, SqueezeNet) or AdamW (ConvNeXt);
+    # netparity's training is SGD, so every one gets momentum 0.9 and a small weight decay.
+    **{name: replace(_TORCHVISION, momentum=0.9, weight_decay=4e-5)
+       for name in ("tv_mobilenet_v2", "tv_mobilenet_v3_small", "tv_efficientnet_b0", "tv_regnet_y_400mf",
+                    "tv_convnext_tiny", "tv_squeezenet1_1", "tv_shufflenet_v2_x1_0", "tv_resnext50_32x4d",
+                    "tv_densenet121")},
 }
 
 DEFAULT = Recipe(lr=0.1, batch_size=128)
