@@ -6,8 +6,12 @@ per image::
     conv2d: out_C * out_H * out_W * (in_C / groups) * kh * kw
     dense:  in_features * out_features
 
-Not counted: bias adds, BatchNorm, activations, pooling, residual adds and
-concatenations. They are memory-bound and cost little arithmetic; leaving them
+Depthwise and grouped convolutions count through ``groups``; dilation spreads the
+kernel's taps apart without adding any, so it changes only the output size.
+
+Not counted: bias adds, BatchNorm, LayerNorm, activations (PReLU, GELU, ...),
+pooling, per-channel scales, the merges of residual and ``branches`` blocks
+(squeeze-and-excitation's gating multiply included) and concatenations. They are memory-bound and cost little arithmetic; leaving them
 out is the usual convention (torchvision's published "GFLOPS" for ResNet-18,
 1.81, are these MACs of convs and the fc layer).
 
