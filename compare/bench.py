@@ -30,10 +30,15 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..spec.errors import NetparityError
 from .bench_worker import MARKER, VARIANTS, split_variant
 
 FORMAT = "netparity.bench/1"
 MODES = ("train", "infer")
+
+
+class BenchError(NetparityError, ValueError):
+    """Bad benchmark settings, or a bench.json that is missing or not a netparity benchmark."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -245,14 +250,14 @@ def _aggregate(variant: str, mode: str, runs: list[dict], batch_size: int, flops
 
 def _check_settings(mode, batch_size, steps, warmup, repeats, device) -> None:
     if mode not in (*MODES, "both"):
-        raise ValueError(f"mode must be 'train', 'infer' or 'both', got {mode!r}")
+        raise BenchError(f"mode must be 'train', 'infer' or 'both', got {mode!r}")
     for name, value in (("batch_size", batch_size), ("steps", steps), ("repeats", repeats)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise BenchError(f"{name} must be a positive integer, got {value!r}")
     if not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+        raise BenchError(f"warmup must be a non-negative integer, got {warmup!r}")
     if device not in ("cpu", "gpu"):
-        raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
+        raise BenchError(f"device must be 'cpu' or 'gpu', got {device!r}")
 
 
 def _versions(results: list[dict]) -> dict:
@@ -396,7 +401,7 @@ def bench_table(report: dict):
     from rich.table import Table
 
     s = report["settings"]
-    title = (f"{report['model']} {'x'.join(map(str, s['input_shape']))}, batch {s['batch_size']}, "
+    title = (f"{escape(report['model'])} {'x'.join(map(str, s['input_shape']))}, batch {s['batch_size']}, "
              f"{s['device']}, {s['steps']} steps x {s['repeats']} repeats")
     device_memory = any(e.get("device_memory_peak_mb") is not None for e in report["results"])
     columns = ["variant", "mode", "images/s", "ms median", "ms p90", "GFLOP/s", "% ceiling", "RSS MB"]
@@ -439,12 +444,12 @@ def bench_command(model: str, frameworks=None, mode: str = "both", batch_size: i
     console.print(bench_table(report))
     found = report.get("ceiling") or {}
     if found.get("gflops"):
-        console.print(f"ceiling: {found['gflops']:.1f} GFLOP/s ({found['what']})")
+        console.print(f"ceiling: {found['gflops']:.1f} GFLOP/s ({escape(found['what'])})")
     elif found.get("error"):
-        console.print(f"[yellow]no ceiling: {found['error']}")
+        console.print(f"[yellow]no ceiling: {escape(found['error'])}")
     if out is not None:
         html, markdown = write_bench_report(out)
-        console.print(f"wrote {Path(out) / 'bench.json'}, {html}, {markdown}")
+        console.print(escape(f"wrote {Path(out) / 'bench.json'}, {html}, {markdown}"))
     return report
 
 
@@ -467,5 +472,5 @@ def bench_models(jobs, frameworks=None, mode: str = "both", batch_size: int = 32
     return reports
 
 
-__all__ = ["run_bench", "ceiling", "ceiling_entry", "bench_table", "bench_command", "bench_models",
+__all__ = ["BenchError", "run_bench", "ceiling", "ceiling_entry", "bench_table", "bench_command", "bench_models",
            "expand_variants", "gpu_info"]

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from ..spec.files import write_atomic
 from . import plots
 from .bench import FORMAT as BENCH_FORMAT
+from .bench import BenchError  # raised here for a bad bench.json
 from .report import (Block, Mark, Table, _fmt, _plain, _table_md, _when, read_format, render_markdown_page,
                      render_page)
 
@@ -32,10 +33,6 @@ HANDWRITTEN_TOLERANCE = 0.97
 FAIL_COLOUR = "#c4221b"  # the report's --fail
 FIGURE_NAME = "images per second of each variant"
 MODE_NAMES = {"train": "training (train)", "infer": "inference (infer)"}
-
-
-class BenchError(ValueError):
-    """bench.json is missing or is not a netparity benchmark."""
 
 
 # --- reading --------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..spec.errors import NetparityError
 from ..spec.files import atomic_path
 
 DATASET_NAMES = ("fashion-mnist", "mnist", "synthetic")
@@ -102,7 +103,7 @@ SOURCES: dict[str, Source] = {
 }
 
 
-class DataError(RuntimeError):
+class DataError(NetparityError, RuntimeError):
     """A data file that is missing, unreadable or not what it should be; the message names the file."""
 
 

@@ -20,6 +20,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..spec.errors import NetparityError
 from ..spec.files import write_atomic
 from . import plots
 
@@ -32,7 +33,7 @@ RESULTS_FORMAT = "netparity.run/1"
 ACCURACY_TOLERANCE_POINTS = 1.0
 
 
-class ResultsError(ValueError):
+class ResultsError(NetparityError, ValueError):
     """results.json is missing or is not a netparity run."""
 
 
@@ -86,7 +87,7 @@ class Block:
 # --- reading --------------------------------------------------------------------------------------------------
 
 
-def read_format(path: Path, expected_format: str, error: type[ValueError], missing_hint: str) -> dict:
+def read_format(path: Path, expected_format: str, error: type[NetparityError], missing_hint: str) -> dict:
     """The JSON object in ``path`` whose "format" is ``expected_format``; otherwise ``error``
     naming the file and what is wrong (``missing_hint``: said when the file is absent)."""
     if not path.is_file():

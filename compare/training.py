@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..backends import BACKEND_NAMES, available
-from ..spec import Spec
+from ..spec import Spec, SpecError
 from ..spec.files import write_atomic
 from .divergence import compare_runs
 from .recipes import recipe_for
@@ -88,8 +88,8 @@ def prepare_run(settings: TrainSettings, run_dir: Path, parity: dict | None = No
     if settings.resume and config_path.exists():
         previous = json.loads(config_path.read_text())
         if previous["spec"] != spec.to_dict():
-            raise ValueError(f"{config_path}: --resume with a different model or input size than the run "
-                             "in this folder; use another --out")
+            raise SpecError(str(config_path), "--resume with a different model or input size than the run "
+                            "in this folder; use another --out")
         previous["settings"].update(resume=True, progress=settings.progress)
         write_atomic(config_path, json.dumps(previous, indent=1) + "\n")
         return spec

@@ -1,40 +1,74 @@
-"""The ``netparity`` command line (typer)."""
+"""The ``netparity`` command line (typer).
+
+Bad input is a ``NetparityError`` (SpecError, BackendError, DataError, BenchError, ...): every
+command prints it as one line ``error: <message>`` and exits with code 2. Any other exception is
+a bug and keeps its traceback. Text from users and from errors goes through rich escaped, since
+rich reads ``[mxnet]`` in ``pip install 'netparity[mxnet]'`` as markup and drops it."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-from netparity.spec import Spec, SpecError, load, show_shape, zoo
+from netparity.spec import NetparityError, Spec, SpecError, load, show_shape, zoo
 from netparity.spec.files import write_atomic
 
-app = typer.Typer(help="Write a CNN once, as data; build it in PyTorch, MXNet Gluon and Keras 3; "
-                       "prove the three are the same function.",
-                  no_args_is_help=True, add_completion=False)
 console = Console()
+errors = Console(stderr=True)
 MODEL_HELP = "A zoo name (see `netparity list`) or a spec JSON file."
 
 
+def _error_line(message: str) -> None:
+    # soft_wrap: one line at any terminal width (rich wraps at 80 columns when not on a terminal)
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+class _Commands(TyperGroup):
+    """Runs every command; a NetparityError becomes one line and exit code 2, nothing else is caught."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except NetparityError as error:
+            _error_line(str(error))
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(cls=_Commands, no_args_is_help=True, add_completion=False,
+                  help="Write a CNN once, as data; build it in PyTorch, MXNet Gluon and Keras 3; "
+                       "prove the three are the same function.")
+
+
 def _fail(message: str, code: int = 2):
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    _error_line(message)
     raise typer.Exit(code)
 
 
+def _known_model(model: str) -> None:
+    """An unknown zoo name is bad input; zoo.entry says so with a KeyError (a lookup miss), caught
+    here around that lookup alone so that a KeyError from a bug elsewhere keeps its traceback."""
+    if not str(model).endswith(".json"):
+        try:
+            zoo.entry(model)
+        except KeyError as error:
+            _fail(error.args[0])
+
+
 def _load(model: str, input_size: Optional[int] = None) -> Spec:
+    _known_model(model)
     try:
         spec = load(model)
         spec = spec.with_input(size=input_size) if input_size else spec
         spec.infer()
         return spec
-    except SpecError as error:
-        _fail(f"invalid spec {model!r}: {error}")
-    except KeyError as error:
-        _fail(error.args[0])
+    except SpecError as error:  # a file's own problem (not UTF-8, not JSON) names the file already
+        _fail(f"invalid spec {model!r}: {error.reason if error.path == str(model) else error}")
 
 
 @app.command("list")
@@ -43,7 +77,8 @@ def list_models():
     table = Table("name", "input", "parameters", "summary", title="netparity zoo")
     for name in zoo.names():
         spec = zoo.get(name)
-        table.add_row(name, show_shape(spec.input_shape), f"{spec.infer().parameters:,}", zoo.entry(name).summary)
+        table.add_row(escape(name), show_shape(spec.input_shape), f"{spec.infer().parameters:,}",
+                      escape(zoo.entry(name).summary))
     console.print(table)
 
 
@@ -60,11 +95,12 @@ def show(model: str = typer.Argument(..., help=MODEL_HELP),
         return
     inference = spec.infer()
     table = Table("path", "name", "kind", "output", "parameters",
-                  title=f"{spec.name}: input {show_shape(inference.input_shape)}")
+                  title=f"{escape(spec.name)}: input {show_shape(inference.input_shape)}")
     for row in inference.rows:
         if all_layers or row.depth <= depth:
             indent = "  " * row.depth
-            table.add_row(indent + row.path, row.layer.name, row.layer.describe(), show_shape(row.output_shape),
+            table.add_row(escape(indent + row.path), escape(row.layer.name), escape(row.layer.describe()),
+                          show_shape(row.output_shape),
                           f"{row.parameters:,}" if row.parameters else "")
     console.print(table)
     console.print(f"trainable parameters: {inference.parameters:,}   "
@@ -78,7 +114,7 @@ def export(model: str = typer.Argument(..., help=MODEL_HELP),
     """Write a spec to a JSON file (edit it, then use the file wherever a MODEL goes)."""
     spec = _load(model, input_size)
     spec.save(path)
-    console.print(f"wrote {path}")
+    console.print(f"wrote {escape(str(path))}", highlight=False)
 
 
 def _parse_frameworks(text: str) -> tuple[str, ...]:
@@ -109,7 +145,7 @@ def check(model: str = typer.Argument(..., help=MODEL_HELP),
     print_parity(result, console)
     if json_path:
         write_atomic(json_path, result.to_json() + "\n")
-        console.print(f"result written to {json_path}")
+        console.print(f"result written to {escape(str(json_path))}", highlight=False)
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -119,6 +155,7 @@ def _train_settings(model, frameworks, epochs, batch_size, lr, momentum, weight_
                     test_limit, seed, seeds, device, lockstep, data_dir, dataset, resume, progress):
     from netparity.compare.training import TrainSettings
 
+    _known_model(model)
     return TrainSettings.for_model(
         model, frameworks=_parse_frameworks(frameworks), epochs=epochs, batch_size=batch_size, lr=lr,
         momentum=momentum, weight_decay=weight_decay, resize=resize, train_limit=train_limit,
@@ -136,16 +173,10 @@ def _run_dir(out: Optional[Path], model: str, resume: bool) -> Path:
 
 
 def _train_and_report(settings, run_dir: Path, parity: Optional[dict]):
-    from netparity.compare.datasets import DataError
     from netparity.compare.report import write_report
     from netparity.compare.training import command_line, train
 
-    try:
-        results = train(settings, run_dir, parity=parity, command=command_line())
-    except DataError as error:
-        _fail(str(error))
-    except (SpecError, ValueError) as error:
-        _fail(str(error))
+    results = train(settings, run_dir, parity=parity, command=command_line())  # bad data: DataError
     for name, framework in results["frameworks"].items():
         for run in framework["runs"]:
             final = run["epochs"][-1] if run["epochs"] else {}
@@ -154,9 +185,9 @@ def _train_and_report(settings, run_dir: Path, parity: Optional[dict]):
                 line += f", test acc {final['test_acc']:.4f} after {final['epoch']} epoch(s)"
             if run.get("error"):
                 line += f" ({run['error']})"
-            console.print(line, highlight=False)
+            console.print(line, markup=False, highlight=False)
     html, markdown = write_report(run_dir)
-    console.print(f"report: {html}\nsummary: {markdown}")
+    console.print(f"report: {html}\nsummary: {markdown}", markup=False, highlight=False)
     failed = any(run["status"] != "done" for fw in results["frameworks"].values() for run in fw["runs"])
     return 1 if failed else 0
 
@@ -245,10 +276,10 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder written by tra
     from netparity.compare.report import write_report
 
     try:
-        html, markdown = write_report(run_dir)
-    except (OSError, ValueError) as error:
-        _fail(str(error))
-    console.print(f"report: {html}\nsummary: {markdown}")
+        html, markdown = write_report(run_dir)  # a missing or broken results.json: ResultsError
+    except OSError as error:  # the folder cannot be written
+        _fail(f"report of {run_dir}: {error}")
+    console.print(f"report: {html}\nsummary: {markdown}", markup=False, highlight=False)
 
 
 @app.command()
@@ -260,14 +291,20 @@ def verify(reference: str = typer.Argument(..., help="Zoo name, spec JSON, or mo
                                                                "the Keras model's)."),
            framework: Optional[str] = typer.Option(None, help="Framework to build a spec reference in "
                                                              "(default: the candidate's)."),
-           training_step: bool = typer.Option(False, help="Also compare one training-mode forward."),
+           eval_only: bool = typer.Option(False, "--eval-only", help="Skip the training-mode comparison (one "
+                                                                     "training-mode forward and BatchNorm's running "
+                                                                     "statistics after it)."),
+           training_step: bool = typer.Option(False, "--training-step", hidden=True,
+                                              help="Accepted for old scripts; the training-mode comparison is the "
+                                                   "default now."),
            json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the full report here.")):
     """Check a hand-written port: align its layers with the reference, copy the weights, compare every
-    layer on random and adversarial inputs, and diagnose the first difference (exit 0 only if equivalent)."""
+    layer on random and adversarial inputs and in training mode, and diagnose the first difference (exit 0
+    only if equivalent)."""
     from netparity.compare.port import verify_command
 
     raise typer.Exit(verify_command(reference, candidate, input_size=input_size, json_path=json_path,
-                                    framework=framework, training_step=training_step))
+                                    framework=framework, eval_only=eval_only))
 
 
 @app.command()
@@ -307,43 +344,45 @@ def bench(models: Optional[list[str]] = typer.Argument(
             _fail(str(error), code=1)
         bf16 = f", bfloat16 {entry['bf16_gflops']:.1f}" if entry.get("bf16_gflops") else ""
         console.print(f"{device} ceiling: float32 {entry['gflops']:.1f} GFLOP/s{bf16} "
-                      f"(load average before: {entry['load_before'][0]:.2f}; cached)")
+                      f"(load average before: {entry['load_before'][0]:.2f}; cached)", markup=False)
     if not models:
         if not measure_ceiling:
             _fail("give a MODEL to benchmark (see `netparity list`), or --ceiling")
         return
     names = tuple(n.strip() for n in frameworks.split(",") if n.strip())
-    try:
-        jobs = parse_bench_models(models, input_size)
-        if len(jobs) == 1:
-            (model, size), = jobs
-            bench_command(model, names, mode, batch_size, size, steps, warmup, repeats, device, out, console,
-                          fast=fast_modes)
-        else:
-            bench_models(jobs, names, mode, batch_size, steps, warmup, repeats, device, out, console,
-                         fast=fast_modes)
-    except (SpecError, ValueError, KeyError) as error:
-        _fail(str(error.args[0]) if isinstance(error, KeyError) else str(error))
+    jobs = parse_bench_models(models, input_size)
+    for model, _ in jobs:
+        _known_model(model)
+    # bad options: BenchError; a bad spec file: SpecError
+    if len(jobs) == 1:
+        (model, size), = jobs
+        bench_command(model, names, mode, batch_size, size, steps, warmup, repeats, device, out, console,
+                      fast=fast_modes)
+    else:
+        bench_models(jobs, names, mode, batch_size, steps, warmup, repeats, device, out, console, fast=fast_modes)
 
 
 def parse_bench_models(models: list[str], input_size: Optional[int]) -> list[tuple[str, Optional[int]]]:
     """``["lenet_bn", "alexnet:64"]`` -> ``[("lenet_bn", input_size), ("alexnet", 64)]``;
-    ``zoo`` stands for every zoo model."""
+    ``zoo`` stands for every zoo model. A size that is not a positive integer: BenchError."""
+    from netparity.compare.bench import BenchError
+
     jobs = []
     for item in models:
         if item == "zoo":
             jobs += [(name, input_size) for name in zoo.names()]
             continue
         name, _, size = item.rpartition(":") if ":" in item and not item.endswith(".json") else (item, "", "")
-        if size and not size.isdigit():
-            raise ValueError(f"{item!r}: the size after ':' must be a positive integer")
+        if size and not (size.isdigit() and int(size) > 0):
+            raise BenchError(f"{item!r}: the size after ':' must be a positive integer")
         jobs.append((name, int(size) if size else input_size))
     return jobs
 
 
-def main():  # pragma: no cover - the console script calls app directly
-    app()
+def main() -> None:
+    """The console script and ``python -m netparity.cli``."""
+    app(prog_name="netparity")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+if __name__ == "__main__":
+    main()

@@ -1,9 +1,15 @@
 """The command line: list, show, export, check."""
 
 import json
+import subprocess
+import sys
 
+import pytest
 from typer.testing import CliRunner
 
+import netparity.backends
+import netparity.backends.frameworks
+import netparity.cli
 from netparity.cli import app
 from netparity.spec import Spec, zoo
 
@@ -178,3 +184,138 @@ def test_bench_ceiling_alone_and_nothing_to_do(tmp_path, monkeypatch):
     assert (tmp_path / "cache" / "netparity" / "ceiling.json").exists()
     nothing = runner.invoke(app, ["bench"], terminal_width=200)
     assert nothing.exit_code == 2 and "give a MODEL" in nothing.output
+
+
+# -- bad input: one line, exit code 2, never a traceback ------------------------------------------------------
+
+def _deep_spec(levels: int) -> str:
+    nested = '{"kind": "sequence", "layers": [' * levels + '{"kind": "flatten"}' + "]}" * levels
+    return '{"input_shape": [1, 8, 8], "blocks": [' + nested + "]}"
+
+
+BAD_INPUT = {
+    # name: (file bytes or None for a zoo name, argument, what the one line names)
+    "boolean as integer": (json.dumps({"input_shape": [1, 8, 8], "blocks": [
+        {"kind": "conv2d", "out_channels": True, "kernel": 3}]}).encode(), "spec.json", "out_channels"),
+    "not UTF-8": (b'\xff\xfe{"input_shape": [1, 8, 8]}', "spec.json", "UTF-8"),
+    "nested 500 deep": (_deep_spec(500).encode(), "spec.json", "nested too deeply"),
+    "not JSON": (b"{", "spec.json", "not valid JSON"),
+    "no such file": (None, "absent.json", "absent.json"),
+    "unknown model": (None, "lenet9", "unknown zoo model 'lenet9'"),
+}
+
+
+@pytest.mark.parametrize("command", ["show", "check"])
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_one_line_and_exit_2(tmp_path, case, command):
+    content, argument, named = BAD_INPUT[case]
+    if content is not None:
+        (tmp_path / argument).write_bytes(content)
+    target = str(tmp_path / argument) if argument.endswith(".json") else argument
+    result = runner.invoke(app, [command, target, "--frameworks", "torch"] if command == "check" else
+                           [command, target])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # typer's exit, nothing else escaped
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], result.output
+
+
+def test_bad_spec_in_a_real_process_prints_no_traceback(tmp_path):
+    """The console script's path (main(), python -m netparity.cli), not only typer's test runner."""
+    (tmp_path / "spec.json").write_bytes(b"\xff\xfe{}")
+    done = subprocess.run([sys.executable, "-m", "netparity.cli", "show", str(tmp_path / "spec.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [f"error: invalid spec '{tmp_path / 'spec.json'}': not a UTF-8 "
+                                                "text file (byte 0: b'\\xff'); a spec is JSON in UTF-8"]
+
+
+def test_error_text_is_not_read_as_markup(tmp_path):
+    # rich would drop "[b]" as a bold tag without escaping
+    result = runner.invoke(app, ["show", str(tmp_path / "my[b]net.json")])
+    assert result.exit_code == 2 and "my[b]net.json" in result.output
+
+
+def test_an_error_from_inside_a_command_is_caught_by_its_base(tmp_path):
+    # ResultsError (compare/report.py) and BenchError (compare/bench.py) are NetparityErrors; the commands
+    # themselves do not catch them
+    (tmp_path / "results.json").write_text("[]")
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and "expected a JSON object" in result.output
+    result = runner.invoke(app, ["bench", "lenet", "--mode", "sideways", "--out", str(tmp_path / "bench")])
+    assert result.exit_code == 2 and result.output == "error: mode must be 'train', 'infer' or 'both', got 'sideways'\n"
+
+
+def test_resume_of_another_model_is_one_line(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"format": "netparity.run/1", "spec": {}, "settings": {}}))
+    result = runner.invoke(app, ["train", "lenet", "--frameworks", "torch", "--dataset", "synthetic", "--resume",
+                                 "--no-progress", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.startswith(f"error: {tmp_path / 'run.json'}: --resume with a different model"), result.output
+
+
+def test_every_bad_input_error_has_one_base():
+    from netparity.backends import BackendError, FrameworkMissing
+    from netparity.compare.bench import BenchError
+    from netparity.compare.bench_report import BenchError as ReportBenchError
+    from netparity.compare.datasets import DataError
+    from netparity.compare.report import ResultsError
+    from netparity.spec import NetparityError, SpecError
+
+    assert ReportBenchError is BenchError
+    for error in (SpecError, BackendError, FrameworkMissing, DataError, BenchError, ResultsError):
+        assert issubclass(error, NetparityError), error
+
+
+def test_a_bug_is_not_caught(monkeypatch):
+    """Only NetparityError becomes one line; any other exception is a bug and keeps its traceback."""
+    def broken():
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(netparity.cli.zoo, "names", broken)
+    result = runner.invoke(app, ["list"])
+    assert isinstance(result.exception, RuntimeError) and "error:" not in result.output
+
+
+def _verdict(output: str) -> str:
+    return next(line for line in output.splitlines() if line.startswith("parity:"))
+
+
+def test_missing_framework_hint_is_printed_whole(monkeypatch):
+    """rich read "[mxnet]" in the install hint as markup and printed pip install 'netparity'."""
+    real = netparity.backends.frameworks.is_installed
+    def without_mxnet(module):
+        return module != "mxnet" and real(module)
+
+    monkeypatch.setattr(netparity.backends, "is_installed", without_mxnet)
+    monkeypatch.setattr(netparity.backends.frameworks, "is_installed", without_mxnet)
+    result = runner.invoke(app, ["check", "lenet", "--frameworks", "mxnet"])
+    assert "install it with: pip install 'netparity[mxnet]' (needs numpy<2)" in result.output, result.output
+    # nothing ran, so nothing was compared: never "parity: ok"
+    assert "numerical parity: not checked (no framework ran)" in result.output
+    assert _verdict(result.output) == "parity: not checked (no numerical comparison)" and result.exit_code == 1
+
+
+def test_one_framework_is_not_checked_and_never_ok(tmp_path):
+    installed_or_skip(1)
+    name = next(n for n in ("torch", "keras", "mxnet") if n in netparity.backends.available())
+    result = runner.invoke(app, ["check", "lenet", "--frameworks", name, "--json", str(tmp_path / "r.json")])
+    if json.loads((tmp_path / "r.json").read_text())["pairs"]:  # a reference took part: a real comparison
+        assert "not checked" not in result.output and _verdict(result.output) in ("parity: ok", "parity: FAIL")
+        return
+    assert f"numerical parity: not checked (only {name} ran; nothing to compare it with)" in result.output
+    assert _verdict(result.output) == "parity: not checked (no numerical comparison)"
+
+
+def test_user_names_are_shown_as_written(tmp_path):
+    spec = {"name": "my[b]net", "input_shape": [1, 8, 8], "blocks": [
+        {"kind": "conv2d", "name": "[bold]stem[/bold]", "out_channels": 2, "kernel": 3}, {"kind": "flatten"},
+        {"kind": "dense", "name": "head[x]", "out_features": 3}]}
+    (tmp_path / "named.json").write_text(json.dumps(spec))
+    result = runner.invoke(app, ["show", str(tmp_path / "named.json"), "--all"], terminal_width=200,
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for text in ("my[b]net", "[bold]stem[/bold]", "head[x]"):
+        assert text in result.output
