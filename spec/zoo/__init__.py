@@ -69,6 +69,13 @@ for _name in ("vgg11", "vgg13"):
 register("tv_resnet18", _named(models.resnet, "tv_resnet18", defaults=dict(in_channels=3, num_classes=1000),
                                 stages=RESNET_STAGES["resnet18"], torchvision_style=True),
          "torchvision.models.resnet18")
+for _name, _summary in (("mobilenet_v2", "MobileNetV2"), ("mobilenet_v3_small", "MobileNetV3-Small"),
+                        ("efficientnet_b0", "EfficientNet-B0"), ("regnet_y_400mf", "RegNetY-400MF"),
+                        ("convnext_tiny", "ConvNeXt-T"), ("squeezenet1_1", "SqueezeNet 1.1"),
+                        ("shufflenet_v2_x1_0", "ShuffleNetV2 x1.0"), ("resnext50_32x4d", "ResNeXt-50 32x4d"),
+                        ("densenet121", "DenseNet-121")):
+    register(f"tv_{_name}", getattr(models, f"tv_{_name}"), f"{_summary}: torchvision.models.{_name}")
+register("mobilefacenet", models.mobilefacenet, "MobileFaceNet face embedding, 112x112 (InsightFace)")
 
 
 def names() -> list[str]:
