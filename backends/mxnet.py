@@ -1,19 +1,25 @@
 """MXNet Gluon backend: a spec becomes a hybridizable ``HybridSequential`` tree.
 
 Gluon's conv and dense weights share PyTorch's layouts (OIHW, (out, in)), so
-weights move without transposes; only BatchNorm's names differ (gamma, beta).
+weights move without transposes; only some names differ (NATIVE_NAMES).
 Where Gluon's defaults differ from PyTorch's (BN momentum, Dense flattening,
-ceil-mode pooling, eval-mode gradients) the builders below close the gap;
-see docs/framework-differences.md for the measurements behind each choice.
+ceil-mode pooling, eval-mode gradients, hard_sigmoid's slope, GELU's variants)
+the builders below close the gap; see docs/framework-differences.md for the
+measurements behind each choice. "Measured" in a comment means: against a
+float64 PyTorch or NumPy computation with mxnet 1.9.1 on this CPU (oneDNN);
+"read" means: in the installed mxnet 1.9.1 sources.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
 from . import training
+from ..spec.layers import LAYER_KINDS
 from ..spec.pooling import avg_pool_divisor, pool_padding
 from .common import (BackendError, BuildRecord, as_input, build_tree, check_device, check_run_options,
                      check_weights, parameter_rows, record_of, RECORD_ATTRIBUTE)
@@ -27,8 +33,11 @@ HybridBlock = mx.gluon.HybridBlock
 NAME = "mxnet"
 FRAMEWORK = "MXNet Gluon"
 
-# Canonical (PyTorch) parameter names that Gluon spells differently.
-NATIVE_NAMES = {"batchnorm": {"weight": "gamma", "bias": "beta"}}
+# Canonical (PyTorch) parameter names that Gluon spells differently: the attribute of the
+# recorded block that holds each canonical weight.
+NATIVE_NAMES = {"batchnorm": {"weight": "gamma", "bias": "beta"},
+                "layernorm": {"weight": "gamma", "bias": "beta"},
+                "prelu": {"weight": "alpha"}}
 
 
 def version() -> str:
@@ -58,6 +67,23 @@ class ConcatBranches(HybridBlock):
         return F.concat(*[branch(x) for branch in self.branches], dim=1)
 
 
+class Branches(ConcatBranches):
+    """Every branch on the same input, merged by concat (dim 1: channels or features), add or
+    mul. add and mul are broadcast_add / broadcast_mul, so that a (N, C, 1, 1) gate scales a
+    (N, C, H, W) map, in either order (squeeze-and-excitation); measured against NumPy's
+    broadcasting, also hybridized. Plain ``+`` / ``*`` (elemwise_*) refuse unequal shapes."""
+
+    def __init__(self, branches, merge: str):
+        super().__init__(branches)
+        self.merge = merge
+
+    def hybrid_forward(self, F, x):
+        if self.merge == "concat":
+            return super().hybrid_forward(F, x)
+        join = F.broadcast_add if self.merge == "add" else F.broadcast_mul
+        return functools.reduce(join, [branch(x) for branch in self.branches])
+
+
 class DenseConcat(HybridBlock):
     def __init__(self, layers):
         super().__init__()
@@ -71,14 +97,15 @@ class DenseConcat(HybridBlock):
         return x
 
 
-class MaxPool2D(nn.MaxPool2D):
-    """nn.MaxPool2D with correct eval-mode gradients.
+class TrainModeUnderRecord:
+    """A mixin for max pools, which need correct eval-mode gradients.
 
     oneDNN's inference-mode max pool keeps no argmax workspace, yet its backward
     reads one: gradients recorded under ``record(train_mode=False)`` come out as
-    garbage (apache/mxnet#10994). Max pooling computes the same in both modes, so
-    a recorded eval pass runs this op in train mode. Imperative only: a hybridized
-    graph runs every op in the caller's mode (input_gradient runs imperatively).
+    garbage (apache/mxnet#10994; measured for GlobalMaxPool2D too: input gradient off by
+    100% of its scale). Max pooling computes the same in both modes, so a recorded eval
+    pass runs this op in train mode. Imperative only: a hybridized graph runs every op in
+    the caller's mode (input_gradient runs imperatively).
     """
 
     def forward(self, x):
@@ -86,6 +113,16 @@ class MaxPool2D(nn.MaxPool2D):
             with autograd.train_mode():
                 return super().forward(x)
         return super().forward(x)
+
+
+class MaxPool2D(TrainModeUnderRecord, nn.MaxPool2D):
+    """nn.MaxPool2D with correct eval-mode gradients (TrainModeUnderRecord)."""
+
+
+class GlobalMaxPool2D(TrainModeUnderRecord, nn.GlobalMaxPool2D):
+    """nn.GlobalMaxPool2D (keeps (N, C, 1, 1)) with correct eval-mode gradients. The Pooling
+    op, not F.max: its gradient goes to one maximum, as PyTorch's AdaptiveMaxPool2d's does,
+    where a reduction's would go to every tied one (ties are common after a ReLU)."""
 
 
 def _pad_width(row, layer) -> tuple[int, ...]:
@@ -130,12 +167,13 @@ class CeilAvgPool(HybridBlock):
 
 
 class MaskedDropout(HybridBlock):
-    """Dropout whose mask comes from outside (``lockstep_dropout=True``).
+    """Dropout or drop_path whose mask comes from outside (``lockstep_dropout=True``).
 
     In training mode (under ``record(train_mode=True)``) the input is multiplied
-    by ``self.mask`` (0 or 1/(1-p), set by ``train_step``); otherwise it is the
-    identity, like nn.Dropout. Imperative only: a hybridized graph cannot read a
-    mask that changes every step, so train_step runs such models block by block.
+    by ``self.mask`` (0 or 1/(1-p) per element for dropout, per example for drop_path;
+    set by ``train_step``); otherwise it is the identity, like nn.Dropout. Imperative
+    only: a hybridized graph cannot read a mask that changes every step, so train_step
+    runs such models block by block.
     """
 
     def __init__(self, rate: float):
@@ -187,10 +225,15 @@ class AdaptiveAvgPool(HybridBlock):
         return F.contrib.AdaptiveAvgPooling2D(x, output_size=self.output_size)
 
 
-def _global_avgpool(layer, row, children):
-    pool = nn.HybridSequential()
-    pool.add(nn.GlobalAvgPool2D(), nn.Flatten())  # the spec's output is flat (N, C)
-    return pool
+def _global_pool(pool):
+    """Gluon's global pools keep (N, C, 1, 1); the spec's output is flat (N, C) unless keepdims."""
+    def build(layer, row, children):
+        if layer.keepdims:
+            return pool()
+        flat = nn.HybridSequential()
+        flat.add(pool(), nn.Flatten())
+        return flat
+    return build
 
 
 def _sequence(layer, row, children):
@@ -200,31 +243,235 @@ def _sequence(layer, row, children):
 
 
 def _batchnorm(layer, row, children):
-    # Gluon's momentum weighs the old running value; PyTorch's weighs the batch.
-    return nn.BatchNorm(axis=1, momentum=1.0 - layer.momentum, epsilon=layer.eps,
-                        in_channels=row.input_shape[0])
+    """Gluon's momentum weighs the old running value; PyTorch's weighs the batch.
+
+    scale=False is Gluon's BatchNorm(scale=False), i.e. the op's fix_gamma=True (read):
+    gamma gets grad_req 'null', and the op uses 1 whatever gamma holds (measured: a stored
+    gamma of 3 gives the gamma-1 output, eval and train, hybridized too; imperative
+    forwards even overwrite it with 1). center=False only sets beta's grad_req to 'null':
+    the op has no fix_beta and still adds the stored beta (measured: a stored beta of 5
+    shifts the output by 5). Neither is a canonical weight, so nothing ever sets them:
+    they keep their initializers' 1 and 0 (Gluon's own gamma/beta initializers win over
+    build's Xavier), and the Trainer never sees them (not trainable)."""
+    return nn.BatchNorm(axis=1, momentum=1.0 - layer.momentum, epsilon=layer.eps, center=layer.center,
+                        scale=layer.scale, in_channels=row.input_shape[0])
+
+
+def _layernorm(layer, row, children):
+    """The LayerNorm op over axis 1 alone: the channels of each pixel of an NCHW map
+    (ConvNeXt's LayerNorm2d) or the features of a flat input, biased variance (measured:
+    7e-8 / 1.2e-7 against float64 NumPy on (2, 4, 5, 6)); gamma and beta are (C,)."""
+    return nn.LayerNorm(axis=1, epsilon=layer.eps, in_channels=row.input_shape[0])
+
+
+class PaddedConv2D(HybridBlock):
+    """Conv2D after zero padding that may differ per side (TensorFlow's 'same' at stride 2
+    pads one more after): Gluon's Conv2D padding is symmetric only, so F.pad (constant 0;
+    the Pad op takes 4-D and 5-D inputs only, which a conv input always is) and a Conv2D
+    with padding 0. ``weight`` and ``bias`` are the inner conv's, so that weights move by
+    the spec path as for a plain Conv2D."""
+
+    def __init__(self, pads, conv):
+        super().__init__()
+        top, bottom, left, right = pads
+        self.pad_width = (0, 0, 0, 0, top, bottom, left, right)
+        self.conv = conv
+
+    @property
+    def weight(self):
+        return self.conv.weight
+
+    @property
+    def bias(self):
+        return self.conv.bias
+
+    def hybrid_forward(self, F, x):
+        return self.conv(F.pad(x, mode="constant", pad_width=self.pad_width, constant_value=0.0))
+
+
+def _conv2d(layer, row, children):
+    """nn.Conv2D with dilation and groups as PyTorch's (measured against float64
+    torch.conv2d: groups 3 and dilation (2, 3), depthwise with dilation (2, 1), stride 2 with
+    padding: rel <= 1.9e-7)."""
+    top, bottom, left, right = layer.pads
+    symmetric = top == bottom and left == right
+    conv = nn.Conv2D(layer.out_channels, layer.kernel, layer.stride, (top, left) if symmetric else 0,
+                     dilation=layer.dilation, groups=layer.groups, use_bias=layer.bias,
+                     in_channels=row.input_shape[0])
+    return conv if symmetric else PaddedConv2D(layer.pads, conv)
+
+
+class Pad2D(HybridBlock):
+    """Zero padding (top, bottom, left, right) of an NCHW map with F.pad (4-D only)."""
+
+    def __init__(self, pads):
+        super().__init__()
+        top, bottom, left, right = pads
+        self.pad_width = (0, 0, 0, 0, top, bottom, left, right)
+
+    def hybrid_forward(self, F, x):
+        return F.pad(x, mode="constant", pad_width=self.pad_width, constant_value=0.0)
+
+
+def _per_channel_shape(dims: int) -> tuple[int, ...]:
+    """reshape's shape that makes a (C,) vector broadcast over axis 1 of a ``dims``-D batch."""
+    return (1, -1) + (1,) * (dims - 2)
+
+
+class ChannelScale(HybridBlock):
+    """x * weight[c] (ConvNeXt's layer scale), ``weight`` (C,) broadcast over axis 1."""
+
+    def __init__(self, channels: int, dims: int):
+        super().__init__()
+        self.shape = _per_channel_shape(dims)
+        # Its own initializer: build's Xavier refuses vectors.
+        self.weight = self.params.get("weight", shape=(channels,), init=mx.init.One())
+
+    def hybrid_forward(self, F, x, weight):
+        return F.broadcast_mul(x, F.reshape(weight, shape=self.shape))
+
+
+class Normalize(HybridBlock):
+    """Fixed (x - mean[c]) / std[c]. The constants are Gluon Constants (grad_req 'null'), so
+    they travel with hybridize and the device, yet are neither weights nor trainable; a
+    division, as the spec writes it, not a multiplication by 1/std."""
+
+    def __init__(self, mean, std, channels: int, dims: int):
+        super().__init__()
+        shape = (1, channels) + (1,) * (dims - 2)
+        self.mean = self.params.get_constant("mean", np.broadcast_to(np.float32(mean), (channels,)).reshape(shape))
+        self.std = self.params.get_constant("std", np.broadcast_to(np.float32(std), (channels,)).reshape(shape))
+
+    def hybrid_forward(self, F, x, mean, std):
+        return F.broadcast_div(F.broadcast_sub(x, mean), std)
+
+
+class ChannelShuffle(HybridBlock):
+    """torchvision's channel_shuffle with reshape's special codes, valid in a hybridized graph
+    where shapes are unknown: (0, -4, g, -1, -2) splits C into (g, C/g) keeping N and H, W;
+    swapaxes(1, 2); (0, -3, -2) merges them back (measured: bit-equal to torch's view /
+    transpose / reshape)."""
+
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups = groups
+
+    def hybrid_forward(self, F, x):
+        split = F.reshape(x, shape=(0, -4, self.groups, -1, -2))
+        return F.reshape(F.swapaxes(split, dim1=1, dim2=2), shape=(0, -3, -2))
+
+
+class ChannelSlice(HybridBlock):
+    """Channels start:stop (axis 1) with F.slice_axis, on NCHW or flat inputs."""
+
+    def __init__(self, start: int, stop: int):
+        super().__init__()
+        self.start, self.stop = start, stop
+
+    def hybrid_forward(self, F, x):
+        return F.slice_axis(x, axis=1, begin=self.start, end=self.stop)
+
+
+def _drop_path(layer, row, children):
+    """torchvision's StochasticDepth "row": the Dropout op with ``axes`` shares one draw along
+    the given axes, so axes = every axis but the batch gives one keep-or-drop per example,
+    scaled by 1/(1-p) (measured: each example all 0 or all 1/(1-p), hybridized too)."""
+    return nn.Dropout(layer.p, axes=tuple(range(1, len(row.output_shape) + 1)))
+
+
+# ---------------------------------------------------------------------------------------
+# Activations: the spec's definitions (PyTorch's), where MXNet's op of the same name differs
+# ---------------------------------------------------------------------------------------
+
+# MXNet's hard_sigmoid is max(0, min(1, alpha*x + beta)) with alpha 0.2 by default (Keras 2's;
+# measured 8% off PyTorch's relu6(x+3)/6); alpha 1/6, beta 0.5 is PyTorch's (measured 4e-8,
+# gradients equal).
+_HARD_SIGMOID = {"alpha": 1.0 / 6.0, "beta": 0.5}
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def relu6(F, x):
+    return F.clip(x, 0.0, 6.0)
+
+
+def silu(F, x):
+    return x * F.sigmoid(x)
+
+
+def hardsigmoid(F, x):
+    return F.hard_sigmoid(x, **_HARD_SIGMOID)
+
+
+def hardswish(F, x):
+    return x * F.hard_sigmoid(x, **_HARD_SIGMOID)
+
+
+def gelu_tanh(F, x):
+    """GELU's tanh approximation, built: mxnet 1.9.1's LeakyReLU act_type knows 'elu', 'gelu',
+    'leaky', 'prelu', 'rrelu', 'selu' only (read in the op's registry; 'gelu_tanh' is refused)."""
+    return 0.5 * x * (1.0 + F.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
+
+
+def channel_softmax(F, x):
+    return F.softmax(x, axis=1)  # the channels of each pixel, or the features
+
+
+ACTIVATIONS = {
+    "relu": lambda layer: nn.Activation("relu"),
+    "sigmoid": lambda layer: nn.Activation("sigmoid"),
+    "tanh": lambda layer: nn.Activation("tanh"),
+    # LeakyReLU 'leaky' is x > 0 ? x : slope*x, PyTorch's for any slope sign (measured).
+    "leaky_relu": lambda layer: nn.LeakyReLU(layer.negative_slope),
+    "relu6": lambda layer: nn.HybridLambda(relu6),
+    # LeakyReLU 'elu' is x > 0 ? x : slope*(exp(x)-1) (measured 7e-9, gradient 7e-8).
+    "elu": lambda layer: nn.ELU(layer.alpha),
+    "silu": lambda layer: nn.HybridLambda(silu),
+    "hardswish": lambda layer: nn.HybridLambda(hardswish),
+    "hardsigmoid": lambda layer: nn.HybridLambda(hardsigmoid),
+    # nn.GELU is LeakyReLU act_type='gelu', the exact erf form (measured: 5.8e-8 from the erf
+    # GELU, 5.1e-5 from the tanh one; gradient 1.5e-7).
+    "gelu": lambda layer: nn.GELU() if layer.approximate == "none" else nn.HybridLambda(gelu_tanh),
+    "softmax": lambda layer: nn.HybridLambda(channel_softmax),
+}
 
 
 LAYER_BUILDERS = {
-    "conv2d": lambda layer, row, children: nn.Conv2D(
-        layer.out_channels, layer.kernel, layer.stride, layer.padding, groups=layer.groups,
-        use_bias=layer.bias, in_channels=row.input_shape[0]),
+    "conv2d": _conv2d,
+    "pad2d": lambda layer, row, children: Pad2D(layer.pads),
     "batchnorm": _batchnorm,
-    "activation": lambda layer, row, children: nn.Activation(layer.function),
+    "layernorm": _layernorm,
+    "activation": lambda layer, row, children: ACTIVATIONS[layer.function](layer),
+    # LeakyReLU 'prelu' with a (C,) gamma broadcasts it over axis 1, of NCHW and of (N, F)
+    # alike (measured 1.3e-8 / 1.0e-8 against torch's prelu); its parameter is ``alpha``.
+    "prelu": lambda layer, row, children: nn.PReLU(in_channels=row.input_shape[0]),
+    "channel_scale": lambda layer, row, children: ChannelScale(row.input_shape[0], len(row.input_shape) + 1),
+    "normalize": lambda layer, row, children: Normalize(layer.mean, layer.std, row.input_shape[0],
+                                                        len(row.input_shape) + 1),
     "maxpool2d": _maxpool,
     "avgpool2d": _avgpool,
     "adaptive_avgpool2d": lambda layer, row, children: AdaptiveAvgPool(layer.output_size),
-    "global_avgpool": _global_avgpool,
+    "global_avgpool": _global_pool(nn.GlobalAvgPool2D),
+    "global_maxpool": _global_pool(GlobalMaxPool2D),
     "flatten": lambda layer, row, children: nn.Flatten(),
     # flatten=False: act on the last axis like torch Linear, not flatten (N, ...) first.
     "dense": lambda layer, row, children: nn.Dense(
         layer.out_features, use_bias=layer.bias, flatten=False, in_units=row.input_shape[0]),
     "dropout": lambda layer, row, children: nn.Dropout(layer.p),
+    "drop_path": _drop_path,
+    # A copy, not the input itself, so that a hybridized graph never outputs its own input.
+    "identity": lambda layer, row, children: nn.HybridLambda("identity"),
+    "channel_shuffle": lambda layer, row, children: ChannelShuffle(layer.groups),
+    "channel_slice": lambda layer, row, children: ChannelSlice(layer.start, layer.stop),
     "sequence": _sequence,
+    "branches": lambda layer, row, children: Branches(list(children.values()), layer.merge),
     "concat_branches": lambda layer, row, children: ConcatBranches(list(children.values())),
     "residual": lambda layer, row, children: Residual(children["body"], children.get("shortcut")),
     "dense_concat": lambda layer, row, children: DenseConcat(list(children.values())),
 }
+
+# With lockstep_dropout=True every kind that is random in training takes its mask from train_step.
+MASKED_BUILDERS = {kind: (lambda layer, row, children: MaskedDropout(layer.p))
+                   for kind, cls in LAYER_KINDS.items() if cls.random_in_training}
 
 
 def mx_context(device: str):
@@ -247,17 +494,15 @@ PRECISIONS = {"float32": "float32 throughout (netparity does not drive MXNet's A
 def build(spec, device: str = "cpu", lockstep_dropout: bool = False, execution: str = "plain",
           precision: str = "float32"):
     """A ``HybridSequential``, initialised; hybridized when ``execution="hybrid"``.
-    ``lockstep_dropout=True``: every dropout layer multiplies by a mask given to
-    ``train_step`` instead of drawing its own (imperative only)."""
+    ``lockstep_dropout=True``: every dropout and drop_path layer multiplies by a mask given
+    to ``train_step`` instead of drawing its own (imperative only)."""
     context = mx_context(device)
     check_run_options(execution, precision, EXECUTIONS, PRECISIONS, NAME)
     if execution == "hybrid" and lockstep_dropout:
         raise BackendError("mxnet: lockstep_dropout=True cannot be hybridized (its dropout masks change "
                            "every step and a cached graph cannot read them); use execution='plain'")
     record = BuildRecord(spec, spec.infer(), device)
-    builders = LAYER_BUILDERS
-    if lockstep_dropout:
-        builders = {**LAYER_BUILDERS, "dropout": lambda layer, row, children: MaskedDropout(layer.p)}
+    builders = {**LAYER_BUILDERS, **MASKED_BUILDERS} if lockstep_dropout else LAYER_BUILDERS
     record.extra.update(lockstep_dropout=bool(lockstep_dropout), execution=execution, precision=precision)
     model = nn.HybridSequential()
     model.add(*build_tree(spec, builders, record))
@@ -381,15 +626,23 @@ def input_gradient(model, x, upstream, training: bool = False) -> np.ndarray:
     return batch.grad.asnumpy()
 
 
+# Gluon's BatchNorm names its running statistics (the op's auxiliary states) so.
+_RUNNING_STAT_SUFFIXES = ("_running_mean", "_running_var")
+
+
 def parameter_counts(model) -> dict[str, tuple[int, int]]:
-    """Per parameterised layer, as Gluon holds it: (trainable, running statistics),
-    told apart by grad_req ('null' for running statistics)."""
+    """Per parameterised layer, as Gluon holds it: (trainable, running statistics).
+    Trainable means grad_req != 'null' (what make_optimizer hands the Trainer); running
+    statistics are BatchNorm's running_mean / running_var. A BatchNorm gamma under
+    scale=False or beta under center=False has grad_req 'null' and is neither: a fixed
+    1 or 0, counted nowhere, as the spec counts it."""
     record = record_of(model, NAME)
     counts = {}
     for row, _ in parameter_rows(record):
         params = record.layers[row.path].collect_params().values()
         trainable = sum(int(np.prod(p.shape)) for p in params if p.grad_req != "null")
-        stats = sum(int(np.prod(p.shape)) for p in params if p.grad_req == "null")
+        stats = sum(int(np.prod(p.shape)) for p in params
+                    if p.grad_req == "null" and p.name.endswith(_RUNNING_STAT_SUFFIXES))
         counts[row.path] = (trainable, stats)
     return counts
 
