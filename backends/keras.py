@@ -200,11 +200,158 @@ class MaskedDropout(keras.layers.Layer):
         return {**super().get_config(), "rate": self.rate}
 
 
+@keras.saving.register_keras_serializable(package="netparity")
+class Subsample2D(keras.layers.Layer):
+    """Every ``strides``-th row and column of an NHWC tensor, from the first.
+
+    ``Conv2D`` refuses strides > 1 together with dilation_rate > 1 (keras 3.15.1
+    ``BaseConv.__init__`` raises ValueError; read in keras/src/layers/convolutional/
+    base_conv.py). A strided convolution's output is the stride-1 output at every
+    stride-th position, so a stride-1 dilated Conv2D followed by this slice is the same
+    function exactly (at stride**2 times the arithmetic). Keras' own TensorFlow backend
+    computes a strided dilated ``DepthwiseConv2D`` the same way
+    (``_depthwise_conv_stride_dilation_decomposition`` in keras/src/backend/tensorflow/nn.py).
+    """
+
+    def __init__(self, strides, **kwargs):
+        super().__init__(**kwargs)
+        self.strides = (int(strides[0]), int(strides[1]))
+
+    def call(self, x):
+        sh, sw = self.strides
+        return x[:, ::sh, ::sw, :]
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        sh, sw = self.strides
+        return (n, None if h is None else -(-h // sh), None if w is None else -(-w // sw), c)
+
+    def get_config(self):
+        return {**super().get_config(), "strides": self.strides}
+
+
+@keras.saving.register_keras_serializable(package="netparity")
+class SignedLeakyReLU(keras.layers.Layer):
+    """PyTorch's leaky_relu for a negative slope: max(0, x) + slope * min(0, x).
+
+    ``keras.layers.LeakyReLU`` (and ``ReLU(negative_slope=...)``) raise ValueError for a
+    negative slope (keras 3.15.1 layers/activations/leaky_relu.py); PyTorch accepts any.
+    relu(x) - slope * relu(-x) is the definition term by term, on every Keras backend.
+    """
+
+    def __init__(self, negative_slope: float, **kwargs):
+        super().__init__(**kwargs)
+        self.negative_slope = float(negative_slope)
+
+    def call(self, x):
+        return ops.relu(x) - ops.cast(self.negative_slope, x.dtype) * ops.relu(-x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+@keras.saving.register_keras_serializable(package="netparity")
+class GELU(keras.layers.Layer):
+    """GELU with the approximation chosen explicitly.
+
+    The defaults disagree inside Keras 3.15.1: ``keras.activations.gelu`` (what
+    ``Activation("gelu")`` calls) has ``approximate=False`` (exact, erf), but
+    ``keras.ops.gelu`` has ``approximate=True`` (tanh). Measured at x = 1:
+    Activation("gelu") 0.8413447 (exact 0.8413447), ops.gelu 0.8411920 (tanh formula
+    0.8411920). This layer passes the spec's flag, so neither default matters.
+    """
+
+    def __init__(self, approximate: bool, **kwargs):
+        super().__init__(**kwargs)
+        self.approximate = bool(approximate)
+
+    def call(self, x):
+        return ops.gelu(x, approximate=self.approximate)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "approximate": self.approximate}
+
+
+@keras.saving.register_keras_serializable(package="netparity")
+class ChannelScale(keras.layers.Layer):
+    """x * gamma with a learned multiplier per channel (the last axis): ConvNeXt's layer
+    scale. Keras has no such public layer (keras.applications' ConvNeXt defines its own
+    ``LayerScale``, with the same weight name ``gamma``); this is that layer, ones at start."""
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(name="gamma", shape=(input_shape[-1],), initializer="ones", trainable=True)
+
+    def call(self, x):
+        return x * ops.cast(self.gamma, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="netparity")
+class FixedNormalize(keras.layers.Layer):
+    """(x - mean) / std over the last axis with constants (not variables).
+
+    Not ``keras.layers.Normalization(mean, variance)``: it divides by
+    max(sqrt(variance), 1e-7) (keras 3.15.1 layers/preprocessing/normalization.py), so
+    std would travel as its square and come back through a float32 sqrt. ``mean`` and
+    ``std`` are per feature in the input's own order (length 1: all features).
+    """
+
+    def __init__(self, mean, std, **kwargs):
+        super().__init__(**kwargs)
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+
+    def call(self, x):
+        return (x - ops.convert_to_tensor(self.mean, dtype=x.dtype)) / ops.convert_to_tensor(self.std, dtype=x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+
+@keras.saving.register_keras_serializable(package="netparity")
+class ChannelSlice(keras.layers.Layer):
+    """Channels (the last axis) ``start`` to ``stop``: ShuffleNetV2's split. Keras has no
+    slicing layer; ``Lambda`` would not run unchanged on every backend nor serialise."""
+
+    def __init__(self, start: int, stop: int, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop = int(start), int(stop)
+
+    def call(self, x):
+        return x[..., self.start:self.stop]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.stop - self.start)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
 # ---------------------------------------------------------------------------------------
 # Building
 # ---------------------------------------------------------------------------------------
 
 Chw = tuple[int, int, int]
+
+
+# Kinds whose flat output is in the same feature order as their flat input: elementwise
+# (activation - softmax included, whose sum over all features ignores their order -,
+# dropout, drop_path, identity), per-feature with weights or constants permuted into the
+# input's order (batchnorm, layernorm, prelu, channel_scale, normalize), and flatten of an
+# already flat input.
+ORDER_KEEPING_KINDS = frozenset({"activation", "dropout", "drop_path", "identity", "flatten", "batchnorm",
+                                 "layernorm", "prelu", "channel_scale", "normalize"})
 
 
 class BuildContext:
@@ -252,9 +399,10 @@ class BuildContext:
         if input_layout is not None:
             self.record.extra["input_hwc_flat"][path] = input_layout
         out = LAYER_BUILDERS[layer.kind](layer, row, x, path, self)
-        # Elementwise and per-feature layers keep their input's feature order.
+        # Elementwise and per-feature layers keep their input's feature order (the
+        # per-feature ones hold their weights and constants in that order too).
         if (self.hwc_flat(out) is None and len(row.input_shape) == 1 and len(row.output_shape) == 1
-                and layer.kind in ("activation", "dropout", "batchnorm", "flatten")):
+                and layer.kind in ORDER_KEEPING_KINDS):
             self.set_hwc_flat(out, input_layout)
         self.record.extra["tensors"][path] = out
         if self.hwc_flat(out) is not None:
@@ -279,25 +427,137 @@ def _identity(path, ctx, x):
     return ctx.main(path, keras.layers.Identity(name=layer_name(path), dtype=ctx.dtype))(x)
 
 
+def _is_depthwise(layer, in_channels: int) -> bool:
+    """groups == in_channels (> 1): built as ``keras.layers.DepthwiseConv2D``."""
+    return layer.groups == in_channels and layer.groups > 1
+
+
 def _conv2d(layer, row, x, path, ctx):
-    (ph, pw) = layer.padding
-    if ph or pw:
-        # Symmetric explicit padding: 'same' would pad stride-2 windows (lo, hi) = (t//2, t - t//2).
-        x = ctx.helper(path, "pad", keras.layers.ZeroPadding2D, ((ph, ph), (pw, pw)), data_format=DATA_FORMAT)(x)
-    conv = keras.layers.Conv2D(layer.out_channels, layer.kernel, strides=layer.stride, padding="valid",
-                               groups=layer.groups, use_bias=layer.bias, data_format=DATA_FORMAT,
-                               name=layer_name(path), dtype=ctx.dtype)
-    return ctx.main(path, conv)(x)
+    """Conv2D, or DepthwiseConv2D when groups == in_channels, always 'valid' after an
+    explicit ZeroPadding2D.
+
+    Padding: ZeroPadding2D(((top, bottom), (left, right))) + 'valid' is PyTorch's padding
+    for symmetric and explicit 4-sided pads alike ('same' pads stride-2 windows
+    (lo, hi) = (t//2, t - t//2): docs/framework-differences.md row 2).
+
+    Depthwise: ``DepthwiseConv2D`` (kernel (kh, kw, C, multiplier), output channel
+    c * multiplier + m, as PyTorch's groups == C convolution orders them) rather than
+    ``Conv2D(groups=C)``: it is the layer Keras' own MobileNet/EfficientNet use (so an
+    imported Keras model has it), and on the TensorFlow backend Keras 3.15.1 runs every
+    grouped Conv2D through an XLA-compiled function ("grouped convolutions are broken on
+    CPU without XLA", keras/src/backend/tensorflow/nn.py ``conv``): measured on this
+    2-core CPU, 3x3 over 32 channels at 56x56, batch 8, as a tf.function: DepthwiseConv2D
+    1.5 ms, Conv2D(groups=32) 25.5 ms, outputs equal to 9e-8. Other group counts have
+    only ``Conv2D(groups=...)`` (kernel (kh, kw, C/groups, out), PyTorch's grouping).
+
+    Dilation with stride > 1: Conv2D refuses the pair (ValueError in keras 3.15.1
+    BaseConv.__init__), so it runs at stride 1 and ``Subsample2D`` keeps every
+    stride-th output: the same numbers exactly. DepthwiseConv2D accepts the pair
+    (TensorFlow: Keras decomposes it the same way itself; jax and torch natively).
+    """
+    top, bottom, left, right = layer.pads
+    if top or bottom or left or right:
+        x = ctx.helper(path, "pad", keras.layers.ZeroPadding2D, ((top, bottom), (left, right)),
+                       data_format=DATA_FORMAT)(x)
+    common = dict(padding="valid", use_bias=layer.bias, dilation_rate=layer.dilation, data_format=DATA_FORMAT,
+                  name=layer_name(path), dtype=ctx.dtype)
+    if _is_depthwise(layer, row.input_shape[0]):
+        conv = keras.layers.DepthwiseConv2D(layer.kernel, strides=layer.stride,
+                                            depth_multiplier=layer.out_channels // layer.groups, **common)
+        return ctx.main(path, conv)(x)
+    subsample = max(layer.stride) > 1 and max(layer.dilation) > 1
+    conv = keras.layers.Conv2D(layer.out_channels, layer.kernel, strides=(1, 1) if subsample else layer.stride,
+                               groups=layer.groups, **common)
+    out = ctx.main(path, conv)(x)
+    if subsample:
+        out = ctx.helper(path, "stride", Subsample2D, layer.stride)(out)
+    return out
+
+
+def _pad2d(layer, row, x, path, ctx):
+    top, bottom, left, right = layer.pads
+    pad = keras.layers.ZeroPadding2D(((top, bottom), (left, right)), data_format=DATA_FORMAT,
+                                     name=layer_name(path), dtype=ctx.dtype)
+    return ctx.main(path, pad)(x)
 
 
 def _batchnorm(layer, row, x, path, ctx):
+    # scale=False / center=False: Keras then creates no gamma / beta variable at all
+    # (keras 3.15.1 BatchNormalization.build), which is the spec's "not a weight".
     norm = keras.layers.BatchNormalization(axis=-1, epsilon=layer.eps, momentum=1.0 - layer.momentum,
+                                           scale=layer.scale, center=layer.center,
                                            name=layer_name(path), dtype=ctx.dtype)
     return ctx.main(path, norm)(x)
 
 
+def _layernorm(layer, row, x, path, ctx):
+    # Over the last axis: the channels of each NHWC pixel (ConvNeXt's LayerNorm2d), or all
+    # features of a flat input (their order does not change mean or variance). Keras'
+    # default epsilon is 1e-3, PyTorch's 1e-5: always passed. Keras normalises with the
+    # biased variance (ops.moments; F.layer_norm on the torch backend), as PyTorch does.
+    norm = keras.layers.LayerNormalization(axis=-1, epsilon=layer.eps, name=layer_name(path), dtype=ctx.dtype)
+    return ctx.main(path, norm)(x)
+
+
+# Activations whose Keras layer computes PyTorch's function (verified in keras 3.15.1's
+# source and measured on linspace(-5, 5) against the formulas):
+# - "hard_sigmoid" is relu6(x + 3) / 6 on every backend (tensorflow: relu6(x+3)/6,
+#   jax: jax.nn.hard_sigmoid = relu6(x+3)/6, torch: F.hardsigmoid); max diff 0 against
+#   relu6(x+3)/6, 0.083 against Keras 2's 0.2x + 0.5. keras.ops.hard_sigmoid's docstring
+#   still says 0.2x + 0.5 (cut at +-2.5); the code does not.
+# - "hard_silu" (Keras' name for hard swish) is x * hard_sigmoid(x) (torch: F.hardswish);
+#   max diff 2.4e-7 against x * relu6(x+3) / 6 (rounding order).
+# - "silu" is x * sigmoid(x); ReLU(max_value=6) calls relu6; ELU(alpha) is
+#   alpha * (exp(x) - 1) below 0 for any alpha; Softmax(axis=-1) is over the channels of
+#   each NHWC pixel (PyTorch's dim 1) or over the features.
+# - LeakyReLU's default slope is 0.3 (the layer) / 0.2 (keras.activations), PyTorch's 0.01:
+#   the spec's slope is always passed; negative slopes are refused by Keras (SignedLeakyReLU).
+NATIVE_ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "silu": "silu",
+                      "hardsigmoid": "hard_sigmoid", "hardswish": "hard_silu"}
+
+
 def _activation(layer, row, x, path, ctx):
-    return ctx.main(path, keras.layers.Activation(layer.function, name=layer_name(path), dtype=ctx.dtype))(x)
+    function = layer.function
+    named = dict(name=layer_name(path), dtype=ctx.dtype)
+    if function in NATIVE_ACTIVATIONS:
+        native = keras.layers.Activation(NATIVE_ACTIVATIONS[function], **named)
+    elif function == "relu6":
+        native = keras.layers.ReLU(max_value=6.0, **named)
+    elif function == "leaky_relu":
+        slope = float(layer.negative_slope)
+        native = keras.layers.LeakyReLU(negative_slope=slope, **named) if slope >= 0 \
+            else SignedLeakyReLU(slope, **named)
+    elif function == "elu":
+        native = keras.layers.ELU(alpha=float(layer.alpha), **named)
+    elif function == "gelu":
+        native = GELU(approximate=layer.approximate == "tanh", **named)
+    elif function == "softmax":
+        native = keras.layers.Softmax(axis=-1, **named)
+    else:
+        raise BackendError(f"keras: activation {function!r} at {path} has no Keras builder")
+    return ctx.main(path, native)(x)
+
+
+def _prelu(layer, row, x, path, ctx):
+    # keras.layers.PReLU computes relu(x) - alpha * relu(-x) = max(0, x) + alpha * min(0, x)
+    # (keras 3.15.1 layers/activations/prelu.py), PyTorch's nn.PReLU. Its alpha has the
+    # input's shape except on shared_axes: (1, 1, C) on NHWC images with shared_axes=[1, 2],
+    # (F,) on flat inputs. Keras starts alpha at 0, PyTorch at 0.25: 0.25 here.
+    shared = [1, 2] if len(row.input_shape) == 3 else None
+    prelu = keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.25), shared_axes=shared,
+                               name=layer_name(path), dtype=ctx.dtype)
+    return ctx.main(path, prelu)(x)
+
+
+def _channel_scale(layer, row, x, path, ctx):
+    return ctx.main(path, ChannelScale(name=layer_name(path), dtype=ctx.dtype))(x)
+
+
+def _normalize(layer, row, x, path, ctx):
+    mean, std = (np.asarray(v, dtype=np.float64) for v in (layer.mean, layer.std))
+    chw = ctx.hwc_flat(x)  # a flat input in (H, W, C) order takes its constants in that order
+    mean, std = (v if v.size == 1 else _vector_to_keras(v, chw) for v in (mean, std))
+    return ctx.main(path, FixedNormalize(mean, std, name=layer_name(path), dtype=ctx.dtype))(x)
 
 
 def _pool_pads(layer, row) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -335,9 +595,13 @@ def _adaptive_avgpool2d(layer, row, x, path, ctx):
     return ctx.main(path, AdaptiveAvgPool2D(layer.output_size, name=layer_name(path), dtype=ctx.dtype))(x)
 
 
-def _global_avgpool(layer, row, x, path, ctx):
-    pool = keras.layers.GlobalAveragePooling2D(data_format=DATA_FORMAT, name=layer_name(path), dtype=ctx.dtype)
-    return ctx.main(path, pool)(x)
+def _global_pool(native_type):
+    def build(layer, row, x, path, ctx):
+        # keepdims=True gives (N, 1, 1, C), the NHWC form of PyTorch's (N, C, 1, 1).
+        pool = native_type(data_format=DATA_FORMAT, keepdims=layer.keepdims, name=layer_name(path),
+                           dtype=ctx.dtype)
+        return ctx.main(path, pool)(x)
+    return build
 
 
 def _flatten(layer, row, x, path, ctx):
@@ -358,6 +622,41 @@ def _dropout(layer, row, x, path, ctx):
     return ctx.main(path, keras.layers.Dropout(layer.p, name=layer_name(path), dtype=ctx.dtype))(x)
 
 
+def _drop_path(layer, row, x, path, ctx):
+    """Stochastic depth: ``Dropout(p, noise_shape=(None, 1, 1, 1))`` draws one keep/drop per
+    example and scales kept ones by 1/(1-p), as keras.applications' EfficientNet builds its
+    drop-connect; identity unless training. With lockstep masks, MaskedDropout (the mask
+    is one value per example broadcast over it, so it travels like a dropout mask)."""
+    if ctx.record.extra.get("lockstep_dropout"):
+        return ctx.main(path, MaskedDropout(layer.p, name=layer_name(path), dtype=ctx.dtype))(x)
+    noise_shape = (None,) + (1,) * len(row.input_shape)
+    return ctx.main(path, keras.layers.Dropout(layer.p, noise_shape=noise_shape, name=layer_name(path),
+                                               dtype=ctx.dtype))(x)
+
+
+def _identity_layer(layer, row, x, path, ctx):
+    return _identity(path, ctx, x)
+
+
+def _channel_shuffle(layer, row, x, path, ctx):
+    # torchvision: view (B, g, C/g, H, W), swap the two channel axes, flatten back. On the
+    # NHWC last axis: Reshape to (H, W, g, C/g), Permute to (H, W, C/g, g), Reshape back, as
+    # Keras ShuffleNet ports write it.
+    c, h, w = row.input_shape
+    g = layer.groups
+    x = ctx.helper(path, "groups", keras.layers.Reshape, (h, w, g, c // g))(x)
+    x = ctx.helper(path, "swap", keras.layers.Permute, (1, 2, 4, 3))(x)
+    return ctx.main(path, keras.layers.Reshape((h, w, c), name=layer_name(path), dtype=ctx.dtype))(x)
+
+
+def _channel_slice(layer, row, x, path, ctx):
+    if ctx.hwc_flat(x) is not None:
+        # Features start:stop of PyTorch's (C, H, W) order are not contiguous in (H, W, C)
+        # order: reorder first; the slice is then in PyTorch's order.
+        x = ctx.to_chw_flat(path, "input", x)
+    return ctx.main(path, ChannelSlice(layer.start, layer.stop, name=layer_name(path), dtype=ctx.dtype))(x)
+
+
 def _sequence(layer, row, x, path, ctx):
     children = layer.children()
     if not children:
@@ -366,6 +665,46 @@ def _sequence(layer, row, x, path, ctx):
         x = ctx.child(path, relative, child, x)
     ctx.main(path, [ctx.record.layers[child_path(path, relative)] for relative, _ in children])
     return x
+
+
+def _same_order(path, ctx, tensors, labels):
+    """Flat operands in one feature order: unchanged when they all share one, else each
+    (H, W, C)-ordered one reordered to PyTorch's (C, H, W). Returns (tensors, their layout)."""
+    layouts = [ctx.hwc_flat(t) for t in tensors]
+    if all(layout == layouts[0] for layout in layouts):
+        return tensors, layouts[0]
+    return [t if layout is None else ctx.to_chw_flat(path, label, t)
+            for t, layout, label in zip(tensors, layouts, labels)], None
+
+
+# Keras merge layers for the spec's merges. Add and Multiply broadcast a (N, 1, 1, C) gate
+# over (N, H, W, C): Merge._compute_elemwise_op_output_shape follows NumPy's rule and call
+# is ops.add / ops.multiply (keras 3.15.1 layers/merging/base_merge.py); measured exact
+# (difference 0) against x * g and x + g on tensorflow, and checked on jax and torch by
+# tests/test_backend_keras_kinds.py.
+MERGE_LAYERS = {"add": keras.layers.Add, "mul": keras.layers.Multiply}
+
+
+def _branches(layer, row, x, path, ctx):
+    kids = layer.children()
+    outs = [ctx.child(path, relative, child, x) for relative, child in kids]
+    labels = [layer_name(relative) for relative, _ in kids]
+    if layer.merge == "concat":
+        # Concatenated (H, W, C)-ordered flat parts would not form one (H, W, C) order.
+        layouts = [ctx.hwc_flat(o) for o in outs]
+        outs = [o if layout is None else ctx.to_chw_flat(path, label, o)
+                for o, layout, label in zip(outs, layouts, labels)]
+        layout = None
+    else:
+        outs, layout = _same_order(path, ctx, outs, labels)
+    if len(outs) == 1:  # Keras merge layers want two inputs or more; one branch is itself
+        out = _identity(path, ctx, outs[0])
+    elif layer.merge == "concat":
+        out = ctx.main(path, keras.layers.Concatenate(axis=-1, name=layer_name(path), dtype=ctx.dtype))(outs)
+    else:
+        out = ctx.main(path, MERGE_LAYERS[layer.merge](name=layer_name(path), dtype=ctx.dtype))(outs)
+    ctx.set_hwc_flat(out, layout)
+    return out
 
 
 def _concat_branches(layer, row, x, path, ctx):
@@ -377,14 +716,9 @@ def _concat_branches(layer, row, x, path, ctx):
 def _residual(layer, row, x, path, ctx):
     body = ctx.child(path, "body", layer.body, x)
     skip = x if layer.shortcut is None else ctx.child(path, "shortcut", layer.shortcut, x)
-    layouts = (ctx.hwc_flat(body), ctx.hwc_flat(skip))
-    if layouts[0] != layouts[1]:
-        # Flat operands in different feature orders: add them in PyTorch's order.
-        body = body if layouts[0] is None else ctx.to_chw_flat(path, "body", body)
-        skip = skip if layouts[1] is None else ctx.to_chw_flat(path, "shortcut", skip)
+    (body, skip), layout = _same_order(path, ctx, [body, skip], ["body", "shortcut"])
     out = ctx.main(path, keras.layers.Add(name=layer_name(path), dtype=ctx.dtype))([body, skip])
-    if layouts[0] == layouts[1]:
-        ctx.set_hwc_flat(out, layouts[0])
+    ctx.set_hwc_flat(out, layout)
     return out
 
 
@@ -402,16 +736,27 @@ def _dense_concat(layer, row, x, path, ctx):
 
 LAYER_BUILDERS: dict[str, Builder] = {
     "conv2d": _conv2d,
+    "pad2d": _pad2d,
     "batchnorm": _batchnorm,
+    "layernorm": _layernorm,
     "activation": _activation,
+    "prelu": _prelu,
+    "channel_scale": _channel_scale,
+    "normalize": _normalize,
     "maxpool2d": _maxpool2d,
     "avgpool2d": _avgpool2d,
     "adaptive_avgpool2d": _adaptive_avgpool2d,
-    "global_avgpool": _global_avgpool,
+    "global_avgpool": _global_pool(keras.layers.GlobalAveragePooling2D),
+    "global_maxpool": _global_pool(keras.layers.GlobalMaxPooling2D),
     "flatten": _flatten,
     "dense": _dense,
     "dropout": _dropout,
+    "drop_path": _drop_path,
+    "identity": _identity_layer,
+    "channel_shuffle": _channel_shuffle,
+    "channel_slice": _channel_slice,
     "sequence": _sequence,
+    "branches": _branches,
     "concat_branches": _concat_branches,
     "residual": _residual,
     "dense_concat": _dense_concat,
@@ -539,38 +884,61 @@ def _vector_to_canonical(value: np.ndarray, chw: Chw | None) -> np.ndarray:
     return value.reshape(h, w, c).transpose(2, 0, 1).reshape(-1)
 
 
-def _weight_to_keras(kind: str, name: str, value: np.ndarray, chw: Chw | None) -> np.ndarray:
+# Kinds with one value per channel/feature in each weight: on a flat input in (H, W, C)
+# order those values are permuted into that order.
+PER_FEATURE_KINDS = frozenset({"batchnorm", "layernorm", "prelu", "channel_scale"})
+
+
+def _weight_to_keras(row: Row, name: str, value: np.ndarray, chw: Chw | None) -> np.ndarray:
+    """One canonical (PyTorch) weight of ``row`` in the layout of its Keras variable."""
+    kind = row.kind
     if kind == "conv2d" and name == "weight":
-        return value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        if _is_depthwise(row.layer, row.input_shape[0]):
+            # (C * multiplier, 1, kh, kw) -> DepthwiseConv2D's (kh, kw, C, multiplier):
+            # PyTorch's output channel c * multiplier + m is Keras' [:, :, c, m].
+            return value.reshape(row.input_shape[0], -1, *value.shape[2:]).transpose(2, 3, 0, 1)
+        return value.transpose(2, 3, 1, 0)  # OIHW -> HWIO (grouped: (kh, kw, C/groups, out))
     if kind == "dense" and name == "weight":
         if chw is None:
             return value.T  # (out, in) -> (in, out)
         c, h, w = chw
         return value.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1)
-    if kind == "batchnorm":  # per-feature vectors follow the input's feature order
+    if kind == "prelu" and len(row.input_shape) == 3:
+        return value.reshape(1, 1, -1)  # PReLU(shared_axes=[1, 2]) keeps alpha as (1, 1, C)
+    if kind in PER_FEATURE_KINDS:  # per-feature vectors follow the input's feature order
         return _vector_to_keras(value, chw)
     return value
 
 
-def _weight_to_canonical(kind: str, name: str, value: np.ndarray, chw: Chw | None) -> np.ndarray:
+def _weight_to_canonical(row: Row, name: str, value: np.ndarray, chw: Chw | None) -> np.ndarray:
+    """The inverse of ``_weight_to_keras``."""
+    kind = row.kind
     if kind == "conv2d" and name == "weight":
+        if _is_depthwise(row.layer, row.input_shape[0]):
+            kh, kw, c, multiplier = value.shape
+            return value.transpose(2, 3, 0, 1).reshape(c * multiplier, 1, kh, kw)
         return value.transpose(3, 2, 0, 1)  # HWIO -> OIHW
     if kind == "dense" and name == "weight":
         if chw is None:
             return value.T
         c, h, w = chw
         return value.reshape(h, w, c, -1).transpose(3, 2, 0, 1).reshape(-1, c * h * w)
-    if kind == "batchnorm":
+    if kind == "prelu" and len(row.input_shape) == 3:
+        return value.reshape(-1)
+    if kind in PER_FEATURE_KINDS:
         return _vector_to_canonical(value, chw)
     return value
 
 
 # Canonical (PyTorch) parameter names -> Keras variable names, per kind.
 KERAS_NAMES = {
-    "conv2d": {"weight": "kernel", "bias": "bias"},
+    "conv2d": {"weight": "kernel", "bias": "bias"},  # Conv2D and DepthwiseConv2D alike
     "dense": {"weight": "kernel", "bias": "bias"},
     "batchnorm": {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
                   "running_var": "moving_variance"},
+    "layernorm": {"weight": "gamma", "bias": "beta"},
+    "prelu": {"weight": "alpha"},
+    "channel_scale": {"weight": "gamma"},
 }
 
 
@@ -593,7 +961,7 @@ def get_weights(model) -> dict[str, np.ndarray]:
         for name, variable in _variables(record, row, named).items():
             value = np.array(ops.convert_to_numpy(variable.value), dtype=np.float32)
             weights[f"{row.path}.{name}"] = np.ascontiguousarray(
-                _weight_to_canonical(row.kind, name, value, layouts.get(row.path)))
+                _weight_to_canonical(row, name, value, layouts.get(row.path)))
     return weights
 
 
@@ -606,7 +974,7 @@ def set_weights(model, weights: dict[str, np.ndarray]) -> None:
             for name, variable in _variables(record, row, named).items():
                 value = np.asarray(weights[f"{row.path}.{name}"], dtype=np.float32)
                 variable.assign(np.ascontiguousarray(
-                    _weight_to_keras(row.kind, name, value, layouts.get(row.path))))
+                    _weight_to_keras(row, name, value, layouts.get(row.path))))
 
 
 # ---------------------------------------------------------------------------------------
@@ -1012,7 +1380,7 @@ def save_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
     for (key, row, name, _), m in zip(entries, optimizer.native.momentums):
         value = np.array(_numpy(m.value), dtype=np.float32)
         arrays[f"state/{key}"] = np.ascontiguousarray(
-            _weight_to_canonical(row.kind, name, value, layouts.get(row.path)))
+            _weight_to_canonical(row, name, value, layouts.get(row.path)))
     for layer_path, state in _dropout_seed_states(record).items():
         arrays[f"rng/{layer_path}"] = _numpy(state.value)
     meta = {"framework": NAME, "spec": record.spec.name, "lr": optimizer.lr, "momentum": optimizer.momentum,
@@ -1033,7 +1401,7 @@ def load_checkpoint(model, optimizer: SGDOptimizer, path) -> None:
         for (key, row, name, _), m in zip(_trainable(record), optimizer.native.momentums):
             value = saved.get(key)
             value = np.zeros(m.shape, np.float32) if value is None else np.ascontiguousarray(_weight_to_keras(
-                row.kind, name, training.convert_state(value, meta["state_form"], STATE_FORM, lr),
+                row, name, training.convert_state(value, meta["state_form"], STATE_FORM, lr),
                 layouts.get(row.path)))
             m.assign(value)
         optimizer.native.learning_rate = lr
