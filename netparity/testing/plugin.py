@@ -34,6 +34,15 @@ class State:
     collector: Collector = field(default_factory=Collector)
     workers: set = field(default_factory=set)
     written: Path | None = None
+    _installed: frozenset | None = None
+
+    def installed(self) -> frozenset:
+        """The selectable frameworks that are installed (found, not imported)."""
+        if self._installed is None:
+            from netparity.backends import available
+
+            self._installed = frozenset(available())
+        return self._installed
 
 
 STATE = pytest.StashKey[State]()
@@ -127,15 +136,13 @@ def _uses_our_framework_fixture(metafunc: pytest.Metafunc) -> bool:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not _uses_our_framework_fixture(metafunc):
         return
-    from netparity.backends import available
     from netparity.backends.frameworks import FrameworkMissing
 
     state = metafunc.config.stash[STATE]
-    installed = set(available())
     params = []
     for name in state.frameworks:
         marks = []
-        if name not in installed:
+        if name not in state.installed():
             marks.append(pytest.mark.skip(reason=str(FrameworkMissing(name))))
         if state.xdist:
             marks.append(pytest.mark.xdist_group(GROUP_PREFIX + name))

@@ -232,7 +232,8 @@ def parse_profile(section, path: str = "") -> Profile:
         profile.layers.append(LayerOverride(
             layer=_text(entry["layer"], f"{key}.layer"), rtol=_number(entry["rtol"], f"{key}.rtol"),
             reason=_text(entry["reason"], f"{key}.reason"), model=_text(entry.get("model", "*"), f"{key}.model"),
-            atol=_number(entry["atol"], f"{key}.atol") if "atol" in entry else None, where=f"[{SECTION}.layer][{index}]"))
+            atol=_number(entry["atol"], f"{key}.atol") if "atol" in entry else None,
+            where=f"[{SECTION}.layer][{index}]"))
     for index, entry in enumerate(_array(table.get("expected", []), f"{where}.expected")):
         key = f"{where}.expected[{index}]"
         entry = _table(entry, key)
