@@ -7,11 +7,13 @@ PyTorch's SGD is also the reference the other backends' training follows.
 
 from __future__ import annotations
 
+import functools
 import os
 from contextlib import nullcontext
 
 import numpy as np
 
+from ..spec.layers import LAYER_KINDS
 from . import training
 from .common import (BackendError, BuildRecord, as_input, build_tree, check_device, check_run_options,
                      check_weights, parameter_rows, record_of, RECORD_ATTRIBUTE)
@@ -19,6 +21,7 @@ from .frameworks import import_torch
 
 torch = import_torch()
 nn = torch.nn
+F = torch.nn.functional
 
 NAME = "torch"
 FRAMEWORK = "PyTorch"
@@ -49,6 +52,28 @@ class ConcatBranches(nn.Module):
         return torch.cat([branch(x) for branch in self.branches], dim=1)
 
 
+# How a ``branches`` block joins its branch outputs; add and mul broadcast a (N, C, 1, 1)
+# gate over (N, C, H, W), as squeeze-and-excitation needs.
+MERGES = {"concat": lambda outs: torch.cat(outs, dim=1),
+          "add": lambda outs: functools.reduce(torch.add, outs),
+          "mul": lambda outs: functools.reduce(torch.mul, outs)}
+
+
+class Branches(nn.Module):
+    """Every branch on the same input, outputs merged by ``merge`` (concat, add or mul)."""
+
+    def __init__(self, branches: list[nn.Module], merge: str):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+        self.merge = merge
+
+    def forward(self, x):
+        return MERGES[self.merge]([branch(x) for branch in self.branches])
+
+    def extra_repr(self) -> str:
+        return f"merge={self.merge}"
+
+
 class DenseConcat(nn.Module):
     def __init__(self, layers: list[nn.Module]):
         super().__init__()
@@ -60,12 +85,105 @@ class DenseConcat(nn.Module):
         return x
 
 
-class MaskedDropout(nn.Module):
-    """Dropout whose mask comes from outside (``lockstep_dropout=True``).
+class PaddedConv2d(nn.Conv2d):
+    """nn.Conv2d after explicit zero padding that may differ per side: PyTorch's own
+    ``padding`` is symmetric, while TensorFlow's 'same' at stride 2 pads one more after.
+    A subclass, not ZeroPad2d + Conv2d, so that ``weight`` and ``bias`` stay on the module
+    recorded for the spec path."""
 
-    In training mode the input is multiplied by ``self.mask`` (0 or 1/(1-p),
-    set by ``train_step``); in eval mode it is the identity, like nn.Dropout.
-    """
+    def __init__(self, pads: tuple[int, int, int, int], *args, **kwargs):
+        super().__init__(*args, padding=0, **kwargs)
+        top, bottom, left, right = pads
+        self.pads = (left, right, top, bottom)  # F.pad's order: the last dimension first
+
+    def forward(self, x):
+        return super().forward(F.pad(x, self.pads))
+
+    def extra_repr(self) -> str:
+        left, right, top, bottom = self.pads
+        return super().extra_repr() + f", pads=(top={top}, bottom={bottom}, left={left}, right={right})"
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """nn.LayerNorm over the channels of each pixel of an NCHW input (torchvision's ConvNeXt
+    LayerNorm2d): channels moved last, normalised, moved back."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def _per_channel(vector: "torch.Tensor", dims: int) -> "torch.Tensor":
+    """A (C,) vector shaped to broadcast over dim 1 of a batch with ``dims`` dimensions."""
+    return vector.view(-1, *([1] * (dims - 2)))
+
+
+class ChannelScale(nn.Module):
+    """x * weight[c], a learned multiplier per channel (ConvNeXt's layer scale; torchvision
+    keeps it as (C, 1, 1), the canonical weight is (C,))."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x):
+        return x * _per_channel(self.weight, x.dim())
+
+
+class Normalize(nn.Module):
+    """Fixed (x - mean[c]) / std[c]. The constants are non-persistent buffers: they follow the
+    module to its device, yet are neither weights nor state_dict entries nor running stats."""
+
+    def __init__(self, mean, std, dims: int):
+        super().__init__()
+        self.register_buffer("mean", _per_channel(torch.tensor(mean, dtype=torch.float32), dims + 1),
+                             persistent=False)
+        self.register_buffer("std", _per_channel(torch.tensor(std, dtype=torch.float32), dims + 1),
+                             persistent=False)
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class ChannelSlice(nn.Module):
+    """Channels ``start:stop`` (dim 1), ShuffleNetV2's split."""
+
+    def __init__(self, start: int, stop: int):
+        super().__init__()
+        self.start, self.stop = start, stop
+
+    def forward(self, x):
+        return x[:, self.start:self.stop]
+
+    def extra_repr(self) -> str:
+        return f"channels {self.start}:{self.stop}"
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per example: in training each example is zeroed with probability p,
+    the rest scaled by 1 / (1 - p); the identity in eval mode. It computes what torchvision's
+    StochasticDepth(p, "row") does, without importing torchvision (2.5 to 5 s here) for it."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        keep = 1.0 - self.p
+        draws = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)
+        return x * draws.bernoulli_(keep).div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class MaskedDropout(nn.Module):
+    """Dropout or drop_path whose mask comes from outside (``lockstep_dropout=True``).
+
+    In training mode the input is multiplied by ``self.mask`` (0 or 1/(1-p) per element
+    for dropout, per example for drop_path; set by ``train_step``); in eval mode it is the
+    identity, like nn.Dropout and torchvision's StochasticDepth."""
 
     def __init__(self, p: float):
         super().__init__()
@@ -84,35 +202,95 @@ class MaskedDropout(nn.Module):
         return f"p={self.p}, mask from outside"
 
 
-ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+# The spec's activations are PyTorch's definitions, so PyTorch's own modules compute them.
+ACTIVATIONS = {
+    "relu": lambda layer: nn.ReLU(),
+    "sigmoid": lambda layer: nn.Sigmoid(),
+    "tanh": lambda layer: nn.Tanh(),
+    "leaky_relu": lambda layer: nn.LeakyReLU(layer.negative_slope),
+    "relu6": lambda layer: nn.ReLU6(),
+    "elu": lambda layer: nn.ELU(layer.alpha),
+    "silu": lambda layer: nn.SiLU(),
+    "hardswish": lambda layer: nn.Hardswish(),
+    "hardsigmoid": lambda layer: nn.Hardsigmoid(),
+    "gelu": lambda layer: nn.GELU(approximate=layer.approximate),
+    "softmax": lambda layer: nn.Softmax(dim=1),  # channels of each pixel, or the features
+}
+
+
+def _conv2d(layer, row, children):
+    top, bottom, left, right = layer.pads
+    args = (row.input_shape[0], layer.out_channels, layer.kernel, layer.stride)
+    options = dict(dilation=layer.dilation, groups=layer.groups, bias=layer.bias)
+    if top == bottom and left == right:
+        return nn.Conv2d(*args, padding=(top, left), **options)
+    return PaddedConv2d(layer.pads, *args, **options)
+
+
+def _pad2d(layer, row, children):
+    top, bottom, left, right = layer.pads
+    return nn.ZeroPad2d((left, right, top, bottom))
 
 
 def _batchnorm(layer, row, children):
+    """PyTorch's BatchNorm; a gamma or beta the spec fixes (scale / center False) is no
+    parameter at all: F.batch_norm takes a missing gamma as 1 and a missing beta as 0."""
     norm = nn.BatchNorm2d if len(row.input_shape) == 3 else nn.BatchNorm1d
-    return norm(row.input_shape[0], eps=layer.eps, momentum=layer.momentum)
+    channels = row.input_shape[0]
+    if layer.scale:
+        return norm(channels, eps=layer.eps, momentum=layer.momentum, bias=layer.center)
+    module = norm(channels, eps=layer.eps, momentum=layer.momentum, affine=False)
+    if layer.center:
+        # PyTorch has no flag for beta without gamma; with affine=False nothing resets this.
+        module.bias = nn.Parameter(torch.zeros(channels))
+    return module
+
+
+def _layernorm(layer, row, children):
+    norm = LayerNorm2d if len(row.input_shape) == 3 else nn.LayerNorm
+    return norm(row.input_shape[0], eps=layer.eps)
+
+
+def _global_pool(pool):
+    def build(layer, row, children):
+        return pool(1) if layer.keepdims else nn.Sequential(pool(1), nn.Flatten())
+    return build
 
 
 LAYER_BUILDERS = {
-    "conv2d": lambda layer, row, children: nn.Conv2d(
-        row.input_shape[0], layer.out_channels, layer.kernel, layer.stride, layer.padding,
-        groups=layer.groups, bias=layer.bias),
+    "conv2d": _conv2d,
+    "pad2d": _pad2d,
     "batchnorm": _batchnorm,
-    "activation": lambda layer, row, children: ACTIVATIONS[layer.function](),
+    "layernorm": _layernorm,
+    "activation": lambda layer, row, children: ACTIVATIONS[layer.function](layer),
+    "prelu": lambda layer, row, children: nn.PReLU(row.input_shape[0]),
+    "channel_scale": lambda layer, row, children: ChannelScale(row.input_shape[0]),
+    "normalize": lambda layer, row, children: Normalize(layer.mean, layer.std, len(row.input_shape)),
     "maxpool2d": lambda layer, row, children: nn.MaxPool2d(
         layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode),
     "avgpool2d": lambda layer, row, children: nn.AvgPool2d(
         layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode,
         count_include_pad=layer.count_include_pad),
     "adaptive_avgpool2d": lambda layer, row, children: nn.AdaptiveAvgPool2d(layer.output_size),
-    "global_avgpool": lambda layer, row, children: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+    "global_avgpool": _global_pool(nn.AdaptiveAvgPool2d),
+    "global_maxpool": _global_pool(nn.AdaptiveMaxPool2d),
     "flatten": lambda layer, row, children: nn.Flatten(),
     "dense": lambda layer, row, children: nn.Linear(row.input_shape[0], layer.out_features, bias=layer.bias),
     "dropout": lambda layer, row, children: nn.Dropout(layer.p),
+    "drop_path": lambda layer, row, children: DropPath(layer.p),
+    "identity": lambda layer, row, children: nn.Identity(),
+    "channel_shuffle": lambda layer, row, children: nn.ChannelShuffle(layer.groups),
+    "channel_slice": lambda layer, row, children: ChannelSlice(layer.start, layer.stop),
     "sequence": lambda layer, row, children: nn.Sequential(*children.values()),
+    "branches": lambda layer, row, children: Branches(list(children.values()), layer.merge),
     "concat_branches": lambda layer, row, children: ConcatBranches(list(children.values())),
     "residual": lambda layer, row, children: Residual(children["body"], children.get("shortcut")),
     "dense_concat": lambda layer, row, children: DenseConcat(list(children.values())),
 }
+
+# With lockstep_dropout=True every kind that is random in training takes its mask from train_step.
+MASKED_BUILDERS = {kind: (lambda layer, row, children: MaskedDropout(layer.p))
+                   for kind, cls in LAYER_KINDS.items() if cls.random_in_training}
 
 
 def torch_device(device: str):
@@ -136,7 +314,7 @@ PRECISIONS = {"float32": "float32 throughout",
 def build(spec, device: str = "cpu", lockstep_dropout: bool = False, execution: str = "plain",
           precision: str = "float32") -> nn.Module:
     """An ``nn.Sequential`` in eval mode (later calls leave it in the mode they ran in, see
-    ``set_mode``). ``lockstep_dropout=True``: every dropout layer
+    ``set_mode``). ``lockstep_dropout=True``: every dropout and drop_path layer
     multiplies by a mask given to ``train_step`` instead of drawing its own. ``execution``
     and ``precision`` (see EXECUTIONS, PRECISIONS) change how ``forward`` and ``train_step``
     run, not the function; ``forward_layers`` and ``input_gradient`` always run the eager
@@ -144,9 +322,7 @@ def build(spec, device: str = "cpu", lockstep_dropout: bool = False, execution: 
     target = torch_device(device)
     check_run_options(execution, precision, EXECUTIONS, PRECISIONS, NAME)
     record = BuildRecord(spec, spec.infer(), device)
-    builders = LAYER_BUILDERS
-    if lockstep_dropout:
-        builders = {**LAYER_BUILDERS, "dropout": lambda layer, row, children: MaskedDropout(layer.p)}
+    builders = {**LAYER_BUILDERS, **MASKED_BUILDERS} if lockstep_dropout else LAYER_BUILDERS
     record.extra.update(lockstep_dropout=bool(lockstep_dropout), execution=execution, precision=precision)
     model = nn.Sequential(*build_tree(spec, builders, record)).to(target)
     if execution == "channels_last":
@@ -322,7 +498,7 @@ def train_step(model, optimizer: SGDOptimizer, x, y, dropout_masks=None) -> floa
     """One SGD step on a minibatch in training mode (batch-statistics BatchNorm, dropout on);
     returns the mean softmax cross-entropy over the batch before the update (NaN/inf as is).
 
-    ``dropout_masks``: {dropout path: float32 (B, *output shape)}, required exactly when the
+    ``dropout_masks``: {dropout or drop_path path: float32 (B, *output shape)}, required exactly when the
     model was built with ``lockstep_dropout=True``."""
     record, batch, labels, masks = training.prepare_step(model, optimizer, x, y, dropout_masks, NAME)
     device = _device_of(model)
