@@ -390,6 +390,18 @@ _HARD_SIGMOID = {"alpha": 1.0 / 6.0, "beta": 0.5}
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
+class LeakyReLU(HybridBlock):
+    """The LeakyReLU op's 'leaky' (x > 0 ? x : slope*x: PyTorch's for any slope sign, measured
+    down to slope -0.3); not nn.LeakyReLU, which asserts a slope >= 0 (read)."""
+
+    def __init__(self, slope: float):
+        super().__init__()
+        self.slope = float(slope)
+
+    def hybrid_forward(self, F, x):
+        return F.LeakyReLU(x, act_type="leaky", slope=self.slope)
+
+
 def relu6(F, x):
     return F.clip(x, 0.0, 6.0)
 
@@ -420,8 +432,7 @@ ACTIVATIONS = {
     "relu": lambda layer: nn.Activation("relu"),
     "sigmoid": lambda layer: nn.Activation("sigmoid"),
     "tanh": lambda layer: nn.Activation("tanh"),
-    # LeakyReLU 'leaky' is x > 0 ? x : slope*x, PyTorch's for any slope sign (measured).
-    "leaky_relu": lambda layer: nn.LeakyReLU(layer.negative_slope),
+    "leaky_relu": lambda layer: LeakyReLU(layer.negative_slope),
     "relu6": lambda layer: nn.HybridLambda(relu6),
     # LeakyReLU 'elu' is x > 0 ? x : slope*(exp(x)-1) (measured 7e-9, gradient 7e-8).
     "elu": lambda layer: nn.ELU(layer.alpha),
