@@ -70,8 +70,10 @@ class ConcatBranches(HybridBlock):
 class Branches(ConcatBranches):
     """Every branch on the same input, merged by concat (dim 1: channels or features), add or
     mul. add and mul are broadcast_add / broadcast_mul, so that a (N, C, 1, 1) gate scales a
-    (N, C, H, W) map, in either order (squeeze-and-excitation); measured against NumPy's
-    broadcasting, also hybridized. Plain ``+`` / ``*`` (elemwise_*) refuse unequal shapes."""
+    (N, C, H, W) map, in either order (squeeze-and-excitation; measured against NumPy, also
+    hybridized). Not ``+`` / ``*``: on NDArrays they broadcast, but on Symbols they are
+    elemwise_add / elemwise_mul, which refuse unequal shapes, so a hybridized SE block would
+    fail (measured: "Check failed: assign" in _mul)."""
 
     def __init__(self, branches, merge: str):
         super().__init__(branches)
@@ -324,7 +326,8 @@ class ChannelScale(HybridBlock):
     def __init__(self, channels: int, dims: int):
         super().__init__()
         self.shape = _per_channel_shape(dims)
-        # Its own initializer: build's Xavier refuses vectors.
+        # Its own initializer: build's Xavier refuses vectors (measured: "Xavier initializer cannot be
+        # applied to vector").
         self.weight = self.params.get("weight", shape=(channels,), init=mx.init.One())
 
     def hybrid_forward(self, F, x, weight):
