@@ -406,6 +406,10 @@ class LeakyReLU(HybridBlock):
 
 
 def relu6(F, x):
+    """One clip op. Its gradient includes both bounds (1 at x == 0 and x == 6, measured) where
+    PyTorch's relu6 excludes them (0): a difference on exact ties only, which float32 inputs
+    from a conv or BatchNorm practically never hit; 6 - relu(6 - relu(x)) would match there
+    but rounds small outputs (6 - (6 - x) != x in float32)."""
     return F.clip(x, 0.0, 6.0)
 
 
