@@ -3,6 +3,7 @@ pytester, in process (frameworks already imported stay imported) and once under 
 
 import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -106,8 +107,8 @@ def test_example_in_process_writes_the_report_next_to_junit(pytester, loaded):
     _example(pytester)
     result = run(pytester, "--netparity-frameworks", "torch", "--junitxml=out/junit.xml", "-rxs")
     result.assert_outcomes(passed=3, xfailed=1)
-    result.stdout.fnmatch_lines(["*XFAIL*test_legacy_port_is_my_net*legacy port keeps Keras' BatchNorm eps*",
-                                 "netparity: 4 tests, 4 checks; report written to *junit.netparity.json"])
+    result.stdout.fnmatch_lines(["netparity: 4 tests, 4 checks; report written to *junit.netparity.json",
+                                 "*XFAIL*test_legacy_port_is_my_net*legacy port keeps Keras' BatchNorm eps*"])
     report = _report(pytester.path / "out" / "junit.netparity.json")
     assert report["frameworks"] == ["torch"]
     assert report["summary"] == {"passed": 3, "xfailed": 1}
@@ -139,6 +140,10 @@ def test_example_under_xdist_keeps_each_framework_on_one_worker(pytester, monkey
         workers.setdefault(test["group"], set()).add(test["worker"])
     assert set(workers) == {"netparity-torch", "netparity-mxnet", "netparity-cross-framework"}
     assert all(len(names) == 1 for names in workers.values()), workers
+    assert workers["netparity-torch"] != workers["netparity-mxnet"]  # the first two groups go to different workers
+    # JUnit XML names the tests as a run without xdist does (no '@netparity-torch' appended)
+    names = re.findall(r'<testcase classname="test_my_model" name="([^"]+)"', (pytester.path / "junit.xml").read_text())
+    assert sorted(names) == sorted(t["nodeid"].split("::")[1] for t in report["tests"])
 
 
 def test_readme_shows_the_example():
@@ -210,7 +215,10 @@ def test_override_at_the_differing_layer():
     tests = {t["nodeid"].rsplit("::", 1)[1]: t for t in _report(pytester.path / "np.json")["tests"]}
     applied = tests["test_override_at_the_differing_layer"]["checks"][0]["overrides"]
     assert [(o["layer"], o["rtol"]) for o in applied] == [("1", 1e-2)]
-    assert tests["test_override_at_a_later_layer_does_not_help"]["checks"][0]["overrides"] == []
+    later = tests["test_override_at_a_later_layer_does_not_help"]
+    assert later["checks"][0]["overrides"] == [] and later["outcome"] == "failed"
+    assert later["message"].startswith("netparity.testing.checks.NotSameFunction: ")
+    assert later["checks"][0]["where"].startswith("first differing layer: #1 blocks[1] -> 1 (batchnorm)")
 
 
 @needs_torch
