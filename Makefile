@@ -39,7 +39,8 @@ run: install data
 test: install data
 	$(BIN)/python -m pytest -q
 
-# What a user gets from `pip install netparity[torch]` (about 1.5 minutes; 5-6 GB in a temporary folder).
+# What a user gets from `pip install netparity[torch]`: 1-2 minutes cold, under one from uv's cache
+# (5-6 GB in a temporary folder, removed after).
 wheel-smoke: install
 	PYTHON=$(BIN)/python tests/packaging/wheel_smoke.sh
 

@@ -18,9 +18,9 @@ def _mark(ok: bool) -> str:
 
 def _not_compared(result: ParityResult) -> str:
     """Why there is no pair to compare."""
-    if not result.runs:
+    if not result.frameworks:  # the NumPy reference alone is not a comparison either
         return "no framework ran"
-    return f"only {escape(result.runs[0].framework)} ran; nothing to compare it with"
+    return f"only {escape(result.frameworks[0])} ran; nothing to compare it with"
 
 
 def _verdict(result: ParityResult) -> str:

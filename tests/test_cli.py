@@ -309,6 +309,22 @@ def test_one_framework_is_not_checked_and_never_ok(tmp_path):
     assert _verdict(result.output) == "parity: not checked (no numerical comparison)"
 
 
+def test_summary_of_one_framework_without_reference_is_not_checked():
+    import io
+
+    from rich.console import Console
+
+    from netparity.compare.parity import FrameworkRun, ParityResult
+    from netparity.compare.summary import print_parity
+
+    result = ParityResult("lenet", [1, 28, 28], 2, 0, "cpu", 1e-4, 10, 0,
+                          runs=[FrameworkRun("torch", "2.x", 0.1, 10, 0)])
+    out = io.StringIO()
+    print_parity(result, Console(file=out, width=200))
+    assert "numerical parity: not checked (only torch ran; nothing to compare it with)" in out.getvalue()
+    assert _verdict(out.getvalue()) == "parity: not checked (no numerical comparison)"
+
+
 def test_user_names_are_shown_as_written(tmp_path):
     spec = {"name": "my[b]net", "input_shape": [1, 8, 8], "blocks": [
         {"kind": "conv2d", "name": "[bold]stem[/bold]", "out_channels": 2, "kernel": 3}, {"kind": "flatten"},

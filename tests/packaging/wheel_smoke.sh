@@ -23,12 +23,24 @@ mkdir -p "$WORK/src" "$WORK/dist"
 WHEEL="$(ls "$WORK"/dist/netparity-*.whl)"
 echo "$WHEEL"
 
-step "fresh venv, pip install '$(basename "$WHEEL")[torch]'"
+# uv when the venv has it (the test extra brings it): it installs the 5-6 GB of PyTorch about 3x faster
+# than pip on a cold cache and in seconds from its cache; pip otherwise. Either honours pip's configured
+# constraints file, if any.
+step "fresh venv, install '$(basename "$WHEEL")[torch]'"
 start=$SECONDS
-"$PYTHON" -m venv "$WORK/venv"
-# (pip names every configured index folder it finds empty; those lines are noise here)
-"$WORK/venv/bin/python" -m pip install --quiet "$WHEEL[torch]" 2>&1 | { grep -v "is ignored: it is neither" || true; }
-echo "venv + install took $((SECONDS - start)) s"
+constraint="$("$PYTHON" -m pip config list 2>/dev/null | sed -n "s/^global\.constraint='\(.*\)'$/\1/p")"
+if "$PYTHON" -m uv --version >/dev/null 2>&1; then
+  "$PYTHON" -m uv venv --quiet --python "$PYTHON" "$WORK/venv"
+  "$PYTHON" -m uv pip install --quiet --python "$WORK/venv/bin/python" ${constraint:+--constraint "$constraint"} \
+    "$WHEEL[torch]"
+  how=uv
+else
+  "$PYTHON" -m venv "$WORK/venv"
+  # (pip names every configured index folder it finds empty; those lines are noise here)
+  "$WORK/venv/bin/python" -m pip install --quiet "$WHEEL[torch]" 2>&1 | { grep -v "is ignored: it is neither" || true; }
+  how=pip
+fi
+echo "venv + install ($how) took $((SECONDS - start)) s"
 
 mkdir -p "$WORK/elsewhere"
 cd "$WORK/elsewhere"
