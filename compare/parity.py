@@ -5,6 +5,12 @@ shapes (every layer's output against the spec's inference), parameters
 (per-layer counts against the spec's, trainable apart from running
 statistics), and numbers (the same canonical weights and inputs in every
 framework; outputs of every layer and input gradients compared pairwise).
+
+The float64 NumPy reference (netparity.spec.reference) takes part like a
+framework and is always available: every framework is compared with it
+("torch vs reference"), besides the framework pairs, so a check with one
+installed framework still compares something, and three frameworks that share
+a mistake do not agree with the reference.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from ..backends import BACKEND_NAMES, BackendError, FrameworkMissing, get_backen
 from ..spec import Spec, SpecError, init_weights, load
 
 DEFAULT_RTOL = 1e-4
+REFERENCE = "reference"  # the float64 NumPy participant's name in runs and pairs
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -97,10 +104,17 @@ class ParityResult:
     shape_mismatches: list[ShapeMismatch] = field(default_factory=list)
     count_mismatches: list[CountMismatch] = field(default_factory=list)
     pairs: list[PairReport] = field(default_factory=list)
+    reference: bool = False  # whether the float64 reference was asked to take part
 
     @property
     def frameworks(self) -> list[str]:
-        return [r.framework for r in self.runs]
+        """The frameworks that ran (the reference, also in ``runs``, is not one)."""
+        return [r.framework for r in self.runs if r.framework != REFERENCE]
+
+    @property
+    def compared(self) -> bool:
+        """Whether anything was compared: at least one pair of participants ran."""
+        return bool(self.pairs)
 
     @property
     def shape_parity(self) -> bool:
@@ -116,12 +130,13 @@ class ParityResult:
 
     @property
     def ok(self) -> bool:
-        return bool(self.runs) and self.shape_parity and self.parameter_parity and self.numerical_parity
+        """Everything agrees, and something was compared: a check of one participant is not ok."""
+        return self.compared and self.shape_parity and self.parameter_parity and self.numerical_parity
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data.update(ok=self.ok, shape_parity=self.shape_parity, parameter_parity=self.parameter_parity,
-                    numerical_parity=self.numerical_parity)
+                    numerical_parity=self.numerical_parity, compared=self.compared)
         return data
 
     def to_json(self, indent: int = 1) -> str:
@@ -182,10 +197,18 @@ class _Draws:
         return self.items[index]
 
 
+def _backend(name: str):
+    """A framework's backend module, or the reference (which has the same functions)."""
+    if name == REFERENCE:
+        from ..spec import reference
+        return reference
+    return get_backend(name)
+
+
 def _run_framework(name: str, spec: Spec, weights, draws: _Draws, device: str):
-    backend = get_backend(name)
+    backend = _backend(name)
     start = time.perf_counter()
-    model = backend.build(spec, device=device)
+    model = backend.build(spec, device="cpu" if name == REFERENCE else device)  # NumPy runs on the CPU
     backend.set_weights(model, weights)
     x, upstream = draws[0]
     layers = backend.forward_layers(model, x)
@@ -195,24 +218,30 @@ def _run_framework(name: str, spec: Spec, weights, draws: _Draws, device: str):
 
 
 def check_parity(spec, frameworks=BACKEND_NAMES, input_shape=None, batch: int = 2, seed: int = 0,
-                 device: str = "cpu", rtol: float = DEFAULT_RTOL) -> ParityResult:
+                 device: str = "cpu", rtol: float = DEFAULT_RTOL, reference: bool = True) -> ParityResult:
     """Build ``spec`` in each framework with the same weights and compare.
 
     ``spec`` is a Spec, a zoo name or a JSON path; ``input_shape`` is (C, H, W) or
     a square size. Frameworks that are not installed are skipped with a note.
+    ``reference``: the float64 NumPy reference runs too (on the CPU, whatever the
+    device), and every framework is compared with it; False leaves it out for speed
+    (then only framework pairs are compared). Naming "reference" among ``frameworks``
+    asks for it as well. The result is ok only when at least one pair was compared.
     Raises SpecError for an invalid spec (before any framework is touched).
     """
     spec = _spec_with_input(load(spec), input_shape)
     inference = spec.infer()
     weights = init_weights(inference, seed)
     draws = _Draws(np.random.default_rng(seed), batch, inference.input_shape, inference.output_shape)
+    names = [name for name in frameworks if name != REFERENCE]
+    reference = reference or REFERENCE in frameworks
     result = ParityResult(spec.name, list(inference.input_shape), batch, seed, device, rtol,
-                          inference.parameters, inference.running_stats)
+                          inference.parameters, inference.running_stats, reference=reference)
 
     outputs: dict[str, dict[str, np.ndarray]] = {}
     gradients: dict[str, np.ndarray] = {}
     models = {}
-    for name in frameworks:
+    for name in names + ([REFERENCE] if reference else []):
         try:
             backend, model, layers, gradient, counts, seconds = _run_framework(name, spec, weights, draws, device)
         except FrameworkMissing as missing:
@@ -232,7 +261,11 @@ def check_parity(spec, frameworks=BACKEND_NAMES, input_shape=None, batch: int = 
         _check_counts(result, name, inference, counts)
 
     last = inference.top_level()[-1].path
-    for a, b in itertools.combinations(outputs, 2):
+    ran = [name for name in outputs if name != REFERENCE]
+    pairs = list(itertools.combinations(ran, 2))
+    if REFERENCE in outputs:
+        pairs += [(name, REFERENCE) for name in ran]  # the reference is always the b side
+    for a, b in pairs:
         pair = _compare_pair(a, b, inference, outputs, gradients, last, rtol)
         if not pair.ok and pair.first_divergence is None and pair.output_max_rel <= rtol:
             _recheck_gradients(pair, models, draws, rtol)
