@@ -5,13 +5,18 @@
 - ``first_divergence``: index (into the aligned layer lists) of the first parameterised layer whose output
   diverges, or None;
 - ``reference_layers`` / ``candidate_layers``: aligned lists of objects (or dicts) with ``.name``,
-  ``.kind`` ("conv2d" | "dense" | "batchnorm"), ``.config`` (dict: kernel, stride, padding, eps, momentum,
-  ceil_mode, count_include_pad, bias/use_bias ...; any subset) and ``.output`` (NumPy, NCHW or (N, F),
+  ``.kind`` ("conv2d" | "dense" | "batchnorm" | "prelu" | "layernorm"), ``.config`` (dict: kernel, stride,
+  padding, dilation, groups, eps, momentum, scale, center, channels, ceil_mode, count_include_pad,
+  bias/use_bias ...; any subset) and ``.output`` (NumPy, NCHW or (N, F),
   in the reference's layout; a channels_last candidate's arrays converted). Optional, and used when present:
   ``.input`` (the tensor the layer received, same layout rules) and ``.weights`` (dict in PyTorch's
-  layout: ``weight`` OIHW or (out, in), ``bias``, ``running_mean``, ``running_var``). With ``.input`` and
-  ``.weights`` the layer is re-run in NumPy under alternative hypotheses (asymmetric padding, flipped or
-  transposed kernel, untransposed dense, no bias, another epsilon): the strongest numerical evidence;
+  layout: ``weight`` OIHW or (out, in/groups, kh, kw), ``bias``, ``running_mean``, ``running_var``). With
+  ``.input`` and ``.weights`` the layer is re-run in NumPy under alternative hypotheses (asymmetric padding,
+  flipped or transposed kernel, untransposed dense, no bias, another epsilon): the strongest numerical
+  evidence;
+- ``mismatch``: when the alignment stopped at two layers of one kind with other shapes, that pair
+  ({"reference": layer, "candidate": layer}): a PReLU with one shared slope against one per channel (or
+  Keras' default of one per element), a full conv where the reference is depthwise or grouped;
 - ``reference_output`` / ``candidate_output``: the final outputs;
 - ``inputs``: {kind: array} of the input batches ("random", "negative", "constant", "large"...) and
   ``diverging_inputs``: {layer index: [input kinds on which that layer diverges]};
@@ -23,8 +28,10 @@
 
 Codes: same_padding, batchnorm_eps, batchnorm_momentum, flatten_order, dense_not_transposed,
 kernel_flipped, kernel_transposed, ceil_mode, count_include_pad, maxpool_zero_padding, missing_relu,
-activation_order, dropout_training, missing_bias; plus pooling_padding (border-only differences that
-could be either padding value or count_include_pad), training_mode and config_mismatch.
+activation_order, dropout_training, missing_bias; for the modern kinds layernorm_eps, prelu_shared,
+prelu_per_element, conv_groups, norm_affine (a BatchNorm/LayerNorm without the learned scale or center
+the reference has); plus pooling_padding (border-only differences that could be either padding value or
+count_include_pad), training_mode and config_mismatch.
 Explicit configuration differences are checked first (the strongest evidence), then the layer itself is
 re-run under hypotheses, then the inputs the layer received are compared, then the outputs' patterns.
 Each detector is a plain function on arrays, usable (and tested) on its own.
@@ -106,15 +113,22 @@ def _spatial(shape) -> tuple | None:
 
 # --------------------------------------------------------------------------------- NumPy layers
 
-def conv2d(x, weight, bias=None, stride=(1, 1), pads=((0, 0), (0, 0))) -> np.ndarray:
-    """Cross-correlation, NCHW x OIHW, explicit (top, bottom), (left, right) zero padding."""
+def conv2d(x, weight, bias=None, stride=(1, 1), pads=((0, 0), (0, 0)), dilation=(1, 1), groups: int = 1):
+    """Cross-correlation, NCHW x OIHW with O = groups * (O / groups) and I = C / groups (output channel
+    o reads input group o // (O / groups)), explicit (top, bottom), (left, right) zero padding."""
     x = np.asarray(x, np.float64)
     weight = np.asarray(weight, np.float64)
     (t, b), (l, r) = pads
     xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
     kh, kw = weight.shape[2:]
-    windows = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride[0], ::stride[1]]
-    out = np.einsum("nchwij,ocij->nohw", windows, weight, optimize=True)
+    dh, dw = dilation
+    span = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
+    windows = np.lib.stride_tricks.sliding_window_view(xp, span, axis=(2, 3))
+    windows = windows[:, :, ::stride[0], ::stride[1], ::dh, ::dw]
+    n, c, oh, ow = windows.shape[:4]
+    grouped = windows.reshape(n, groups, c // groups, oh, ow, kh, kw)
+    kernels = weight.reshape(groups, weight.shape[0] // groups, *weight.shape[1:])
+    out = np.einsum("ngchwij,gocij->ngohw", grouped, kernels, optimize=True).reshape(n, -1, oh, ow)
     if bias is not None:
         out = out + np.asarray(bias, np.float64).reshape(1, -1, 1, 1)
     return out
@@ -124,6 +138,18 @@ def batchnorm(x, gamma, beta, mean, var, eps) -> np.ndarray:
     shape = (1, -1) + (1,) * (np.ndim(x) - 2)
     r = lambda v: np.asarray(v, np.float64).reshape(shape)
     return r(gamma) * (np.asarray(x, np.float64) - r(mean)) / np.sqrt(r(var) + eps) + r(beta)
+
+
+def layernorm(x, gamma, beta, eps) -> np.ndarray:
+    """LayerNorm over axis 1 (the channels of each pixel of NCHW, or the features of (N, F)), biased
+    variance; a missing gamma is 1 and a missing beta 0."""
+    x = np.asarray(x, np.float64)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    mean = x.mean(1, keepdims=True)
+    y = (x - mean) / np.sqrt(((x - mean) ** 2).mean(1, keepdims=True) + eps)
+    if gamma is not None:
+        y = y * np.asarray(gamma, np.float64).reshape(shape)
+    return y if beta is None else y + np.asarray(beta, np.float64).reshape(shape)
 
 
 # ------------------------------------------------------------------------------------ detectors
@@ -317,18 +343,23 @@ def conv_hypotheses(x, weights, config, observed, rtol: float = 1e-4):
     w = np.asarray(w, np.float64)
     stride = _pair(config.get("stride"))
     pads = _pads(config.get("padding", 0))
-    if isinstance(pads, str) or pads is None or isinstance(stride, str):
+    dilation, groups = _pair(config.get("dilation")), int(config.get("groups") or 1)
+    if isinstance(pads, str) or pads is None or isinstance(stride, str) or np.shape(x)[1] != w.shape[1] * groups:
         return None
     observed = _arr(observed)
-    if observed is None or close(conv2d(x, w, b, stride, pads), observed, rtol):
+
+    def run(weight=w, bias=b, padding=pads):
+        return conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    if observed is None or close(run(), observed, rtol):
         return None
     (t, bt), (l, r) = pads
     hyps = [
-        ("same_padding", lambda: conv2d(x, w, b, stride, ((t - 1, bt), (l - 1, r))) if t and l else None),
-        ("same_padding", lambda: conv2d(x, w, b, stride, ((t - 1, bt + 1), (l - 1, r + 1))) if t and l else None),
-        ("kernel_flipped", lambda: conv2d(x, w[:, :, ::-1, ::-1], b, stride, pads)),
-        ("kernel_transposed", lambda: conv2d(x, w.transpose(0, 1, 3, 2), b, stride, pads)),
-        ("missing_bias", lambda: conv2d(x, w, None, stride, pads) if b is not None else None),
+        ("same_padding", lambda: run(padding=((t - 1, bt), (l - 1, r))) if t and l else None),
+        ("same_padding", lambda: run(padding=((t - 1, bt + 1), (l - 1, r + 1))) if t and l else None),
+        ("kernel_flipped", lambda: run(weight=w[:, :, ::-1, ::-1])),
+        ("kernel_transposed", lambda: run(weight=w.transpose(0, 1, 3, 2))),
+        ("missing_bias", lambda: run(bias=None) if b is not None else None),
     ]
     for code, make in hyps:
         try:
@@ -372,6 +403,20 @@ def batchnorm_eps_hypothesis(x, weights, eps_ref, observed, rtol: float = 1e-4):
     return None
 
 
+def layernorm_eps_hypothesis(x, weights, eps_ref, observed, rtol: float = 1e-4):
+    """The epsilon (from the usual defaults: Keras 1e-3, PyTorch/MXNet 1e-5, ConvNeXt 1e-6) that
+    reproduces ``observed`` for a LayerNorm over axis 1, or None."""
+    gamma, beta = weights.get("weight"), weights.get("bias")
+    observed = _arr(observed)
+    if x is None or observed is None or np.shape(x) != observed.shape or close(
+            layernorm(x, gamma, beta, eps_ref), observed, rtol):
+        return None
+    for eps in (1e-3, 1e-5, 1e-6, 1e-12, 1e-4, 1e-2, 0.0):
+        if eps != eps_ref and close(layernorm(x, gamma, beta, eps), observed, rtol):
+            return eps
+    return None
+
+
 # ------------------------------------------------------------------------------------- diagnose
 
 def _momentum(config: dict, framework: str | None):
@@ -405,11 +450,12 @@ def _implied_padding(layer) -> tuple[int, int] | None:
     config, x, y = _get(layer, "config") or {}, _get(layer, "input"), _get(layer, "output")
     if x is None or y is None or np.ndim(x) != 4 or np.ndim(y) != 4 or "kernel" not in config:
         return None
-    kernel, stride = _pair(config["kernel"]), _pair(config.get("stride", 1))
+    kernel, stride, dilation = _pair(config["kernel"]), _pair(config.get("stride", 1)), _pair(config.get("dilation"))
     declared = _pads(config.get("padding", 0))
     if declared is None or isinstance(declared, str):
         return None
-    totals = tuple((np.shape(y)[2 + i] - 1) * stride[i] + kernel[i] - np.shape(x)[2 + i] for i in range(2))
+    span = tuple((kernel[i] - 1) * dilation[i] + 1 for i in range(2))
+    totals = tuple((np.shape(y)[2 + i] - 1) * stride[i] + span[i] - np.shape(x)[2 + i] for i in range(2))
     extra = tuple(t - sum(declared[i]) for i, t in enumerate(totals))
     return totals if all(e >= 0 for e in extra) and any(extra) else None
 
@@ -425,10 +471,26 @@ def _config_differences(evidence, upto: int | None):
         name, kind = _get(c, "name") or _get(r, "name"), _get(r, "kind")
         if rc.get("eps") is not None and cc.get("eps") is not None and not np.isclose(rc["eps"], cc["eps"],
                                                                                       rtol=1e-3, atol=0):
+            if kind == "layernorm":
+                return ("layernorm_eps",
+                        f"LayerNorm '{name}' has eps {cc['eps']:g} where the reference has {rc['eps']:g}: each "
+                        f"pixel's channels (or each sample's features) are divided by sqrt(var+{cc['eps']:g}) "
+                        f"instead of sqrt(var+{rc['eps']:g}) — set epsilon={rc['eps']:g} (Keras "
+                        f"LayerNormalization's default is 1e-3, PyTorch's and MXNet's 1e-5, ConvNeXt's 1e-6)")
             return ("batchnorm_eps",
                     f"BatchNorm '{name}' has eps {cc['eps']:g} where the reference has {rc['eps']:g}: every value "
                     f"is scaled by sqrt((var+{rc['eps']:g})/(var+{cc['eps']:g})) per channel — set eps="
                     f"{rc['eps']:g} (Keras' default is 1e-3, PyTorch's and MXNet's 1e-5)")
+        if i == upto and kind in ("batchnorm", "layernorm"):
+            for key, what, native in (("scale", "learned scale (gamma)", "scale"), ("center", "learned shift (beta)",
+                                                                                     "center")):
+                if key in rc and key in cc and bool(rc[key]) != bool(cc[key]):
+                    label = "BatchNorm" if kind == "batchnorm" else "LayerNorm"
+                    has = "has no" if rc[key] else "has a"
+                    return ("norm_affine",
+                            f"{label} '{name}' {has} {what} where the reference {'has one' if rc[key] else 'has none'}: "
+                            f"use {native}={bool(rc[key])} (PyTorch affine / elementwise_affine; MXNet "
+                            f"scale=False is fix_gamma: gamma taken as 1)")
         mr, mc = _momentum(rc, ref_fw), _momentum(cc, cand_fw)
         if mr is not None and mc is not None and not np.isclose(mr, mc) and momentum_finding is None:
             momentum_finding = (
@@ -480,8 +542,52 @@ def _previous_shapes(layers, index):
     return shapes
 
 
+def diagnose_mismatch(reference, candidate) -> tuple[str, str] | None:
+    """Two layers of one kind whose weights have other shapes (the alignment stops there): the
+    PReLU slope granularity, a full conv where the reference is depthwise or grouped."""
+    kind, name = _get(reference, "kind"), _get(candidate, "name") or _get(reference, "name")
+    rc, cc = _get(reference, "config") or {}, _get(candidate, "config") or {}
+    if kind == "prelu":
+        if cc.get("per_element") or rc.get("per_element"):
+            side = "the candidate" if cc.get("per_element") else "the reference"
+            return ("prelu_per_element",
+                    f"PReLU '{name}': {side} learns one slope per element (Keras' PReLU() default, alpha of shape "
+                    f"{(cc if cc.get('per_element') else rc).get('alpha_shape')}) where the other has "
+                    f"{_slopes(rc if cc.get('per_element') else cc)} — use keras.layers.PReLU(shared_axes=[1, 2]) "
+                    f"for one slope per channel (PyTorch nn.PReLU(C), Gluon PReLU(in_channels=C))")
+        rn, cn = rc.get("channels"), cc.get("channels")
+        if rn is not None and cn is not None and rn != cn and 1 in (rn, cn):
+            return ("prelu_shared",
+                    f"PReLU '{name}' has {_slopes(cc)} where the reference has {_slopes(rc)}: PyTorch's nn.PReLU() "
+                    f"and Gluon's PReLU() default to one shared slope — use nn.PReLU({max(rn, cn)}) / Gluon "
+                    f"PReLU(in_channels={max(rn, cn)}) / Keras PReLU(shared_axes=[1, 2]) for one per channel, or "
+                    "nn.PReLU() / PReLU(shared_axes=[1, 2, 3]) for one shared slope")
+    if kind == "conv2d":
+        rg, cg = int(rc.get("groups") or 1), int(cc.get("groups") or 1)
+        if rg != cg:
+            def what(groups, config):
+                if groups > 1 and groups == config.get("in_channels"):
+                    return f"depthwise (groups {groups} = its input channels)"
+                return "a full convolution (groups 1)" if groups == 1 else f"grouped (groups {groups})"
+
+            return ("conv_groups",
+                    f"conv '{name}' is {what(cg, cc)} where the reference is {what(rg, rc)}: use groups={rg} "
+                    f"(Keras: DepthwiseConv2D for groups = channels, Conv2D(groups=...) otherwise)")
+    return None
+
+
+def _slopes(config) -> str:
+    channels = config.get("channels")
+    return "one shared slope" if channels == 1 else f"one slope per channel ({channels})"
+
+
 def diagnose(evidence: dict) -> tuple[str, str] | None:
     """(code, message) for a recognisable divergence pattern, or None."""
+    mismatch = evidence.get("mismatch")
+    if mismatch:
+        found = diagnose_mismatch(mismatch.get("reference"), mismatch.get("candidate"))
+        if found is not None:
+            return found
     rtol = float(evidence.get("rtol", DEFAULT_RTOL) or DEFAULT_RTOL)
     loose = max(10 * rtol, 1e-3)
     fd = evidence.get("first_divergence")
@@ -537,9 +643,10 @@ def diagnose(evidence: dict) -> tuple[str, str] | None:
         for x in (evidence.get("inputs") or {}).values():
             x = _arr(x)
             if x is not None and rout is not None and x.shape[0] == rout.shape[0]:
-                if kind == "conv2d" and not isinstance(_pads(cfg.get("padding", 0)), str) and close(
-                        conv2d(x, weights["weight"], weights.get("bias"), stride, _pads(cfg.get("padding", 0))),
-                        rout, loose):
+                if kind == "conv2d" and not isinstance(_pads(cfg.get("padding", 0)), str) and x.shape[1] == \
+                        np.shape(weights["weight"])[1] * int(cfg.get("groups") or 1) and close(
+                        conv2d(x, weights["weight"], weights.get("bias"), stride, _pads(cfg.get("padding", 0)),
+                               _pair(cfg.get("dilation")), int(cfg.get("groups") or 1)), rout, loose):
                     layer_input = x
                     break
     if layer_input is not None and weights:
@@ -548,6 +655,12 @@ def diagnose(evidence: dict) -> tuple[str, str] | None:
             code = conv_hypotheses(layer_input, weights, cfg, cout, loose)
         elif kind == "dense":
             code = dense_hypotheses(layer_input, weights, cout, loose)
+        elif kind == "layernorm" and cfg.get("eps") is not None:
+            eps = layernorm_eps_hypothesis(layer_input, weights, float(cfg["eps"]), cout, loose)
+            if eps is not None:
+                return ("layernorm_eps",
+                        f"LayerNorm '{name}' behaves as eps={eps:g} where the reference has {cfg['eps']:g}: set "
+                        f"epsilon explicitly (Keras LayerNormalization's default is 1e-3)")
         elif kind == "batchnorm" and cfg.get("eps") is not None:
             eps = batchnorm_eps_hypothesis(layer_input, weights, float(cfg["eps"]), cout, loose)
             if eps is not None:
@@ -678,5 +791,8 @@ __all__ = [
     "detect_relu_relation",
     "detect_shape_off_by_one",
     "diagnose",
+    "diagnose_mismatch",
+    "layernorm",
+    "layernorm_eps_hypothesis",
     "rel_error",
 ]

@@ -2,14 +2,20 @@
 
 ``trace`` runs one forward pass of a PyTorch ``nn.Module``, a Gluon ``Block``
 or a functional/Sequential Keras ``Model`` and lists its parameterised layers
-(conv 2d, dense, batchnorm) in execution order, each with its configuration as
-the framework states it, its output in PyTorch's layout (NCHW; flat features in
-(C, H, W) order) and its weights in the canonical layout (PyTorch's: conv OIHW,
-dense (out, in), BatchNorm weight/bias/running_mean/running_var).
-``set_canonical_weights`` writes canonical weights back into a native layer.
+(``KINDS``: conv 2d with groups and dilation, depthwise included; dense;
+batchnorm, with or without learned scale/center; prelu; layernorm over the
+channels of each pixel or over flat features) in execution order, each with its
+configuration as the framework states it, its output in PyTorch's layout (NCHW;
+flat features in (C, H, W) order) and its weights in the canonical layout
+(PyTorch's: conv OIHW = (out, in/groups, kh, kw), dense (out, in), BatchNorm
+weight/bias/running_mean/running_var, PReLU weight (C,) as ``nn.PReLU(C)`` or (1,)
+for one shared slope, LayerNorm weight/bias (C,)). A missing learned scale or
+center (Keras ``scale=False``, Gluon ``scale=False`` / MXNet ``fix_gamma``) is a
+missing weight: gamma is 1 and beta 0. ``set_canonical_weights`` writes canonical
+weights back into a native layer.
 
-A layer that holds parameters but is none of the three kinds is listed with
-kind ``"unknown"``, so that an alignment can say where it stops.
+A layer that holds parameters but is none of these kinds is listed with kind
+``"unknown"``, so that an alignment can say where it stops.
 
 No framework is imported here just to test a type: ``framework_of`` looks only
 at frameworks already in ``sys.modules``. The execution orders:
@@ -31,11 +37,13 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("conv2d", "dense", "batchnorm")
+from ..spec.errors import NetparityError
+
+KINDS = ("conv2d", "dense", "batchnorm", "prelu", "layernorm")
 FRAMEWORKS = ("torch", "mxnet", "keras")
 
 
-class NotSupported(TypeError):
+class NotSupported(NetparityError, TypeError):
     """A model this module cannot trace (a subclassed Keras model, an unknown object)."""
 
 
@@ -105,7 +113,7 @@ class TracedLayer:
 
     index: int
     name: str
-    kind: str  # conv2d | dense | batchnorm | unknown
+    kind: str  # one of KINDS, or unknown
     type_name: str
     framework: str
     config: dict
@@ -126,11 +134,14 @@ class TracedLayer:
 
     @property
     def shape(self) -> tuple:
-        """The main parameter's canonical shape (conv OIHW, dense (out, in), BN (C,))."""
+        """The main parameter's canonical shape (conv OIHW, dense (out, in), BN, LayerNorm and PReLU
+        (C,)); a norm without learned parameters has its channels'."""
         shapes = self.weight_shapes()
         for key in ("weight", "running_mean", "bias"):
             if key in shapes:
                 return shapes[key]
+        if not shapes and self.config.get("channels"):
+            return (int(self.config["channels"]),)
         return tuple(next(iter(shapes.values()), ()))
 
     def describe(self) -> str:
@@ -177,15 +188,18 @@ def _torch_momentum(m):
     return None if m is None else round(1.0 - float(m), 10)
 
 
-def effective_padding(padding, kernel, stride, before=None):
+def effective_padding(padding, kernel, stride, before=None, dilation=None):
     """Conv padding as ((top, bottom), (left, right)) zeros, ``before`` being a separate
-    ZeroPadding2D's; 'same' stays 'same' unless it is symmetric (stride 1, odd kernel)."""
+    ZeroPadding2D's; 'same' stays 'same' unless it is symmetric (stride 1 and an odd dilated
+    kernel span (k - 1) * dilation + 1)."""
     extra = tuple(tuple(int(v) for v in p) for p in before) if before else ((0, 0), (0, 0))
     if isinstance(padding, str):
         if padding == "valid":
             return extra
-        if padding == "same" and all(int(s) == 1 for s in stride) and all(int(k) % 2 for k in kernel):
-            return tuple((int(k) // 2 + e[0], int(k) // 2 + e[1]) for k, e in zip(kernel, extra))
+        dilation = tuple(int(d) for d in dilation) if dilation is not None else (1,) * len(kernel)
+        span = [(int(k) - 1) * d + 1 for k, d in zip(kernel, dilation)]
+        if padding == "same" and all(int(s) == 1 for s in stride) and all(k % 2 for k in span):
+            return tuple((k // 2 + e[0], k // 2 + e[1]) for k, e in zip(span, extra))
         return padding
     ph, pw = (int(v) for v in padding)
     return ((ph + extra[0][0], ph + extra[0][1]), (pw + extra[1][0], pw + extra[1][1]))
@@ -203,6 +217,12 @@ def _record_names(model) -> dict:
 
 def _f32(value) -> np.ndarray:
     return np.array(value, dtype=np.float32, copy=True)
+
+
+def _nhwc_to_nchw(value):
+    if value is None or np.ndim(value) != 4:
+        return value
+    return np.ascontiguousarray(value.transpose(0, 3, 1, 2))
 
 
 # ---------------------------------------------------------------------------------------
@@ -260,7 +280,38 @@ def _torch_kind(module) -> str | None:
         return "dense"
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)):
         return "batchnorm"
+    if isinstance(module, nn.PReLU):
+        return "prelu"
+    if _torch_is_layernorm(module):
+        return "layernorm"
     return None
+
+
+def _torch_is_layernorm(module) -> bool:
+    """nn.LayerNorm over one axis (a LayerNorm2d subclass included), or a LayerNorm module of its
+    own with weight and bias of shape (C,) and an eps (the ConvNeXt repository's)."""
+    nn = sys.modules["torch"].nn
+    if isinstance(module, nn.LayerNorm):
+        return len(module.normalized_shape) == 1
+    weight = getattr(module, "weight", None)
+    return ("LayerNorm" in type(module).__name__ and isinstance(weight, nn.Parameter) and weight.ndim == 1
+            and isinstance(getattr(module, "eps", None), float))
+
+
+def _torch_channels_last(module, kind: str, value) -> bool:
+    """Whether this layer's 4D values hold channels last (NHWC): nn.Linear and a plain nn.LayerNorm
+    act on the last axis (ConvNeXt permutes to NHWC around them); a LayerNorm2d of its own
+    normalises the channels of NCHW unless it says data_format='channels_last'."""
+    nn = sys.modules["torch"].nn
+    if value is None or value.ndim != 4:
+        return False
+    if kind == "dense":
+        return True
+    if kind == "layernorm":
+        if type(module).forward is nn.LayerNorm.forward:
+            return True
+        return getattr(module, "data_format", "channels_first") == "channels_last"
+    return False
 
 
 def _torch_own_parameters(module) -> bool:
@@ -281,7 +332,15 @@ def _torch_config(module, kind: str) -> dict:
     if kind == "batchnorm":
         return {"channels": module.num_features, "eps": float(module.eps),
                 "momentum": None if module.momentum is None else float(module.momentum),
-                "affine": module.affine, "track_running_stats": module.track_running_stats}
+                "affine": module.affine, "scale": module.affine, "center": module.affine,
+                "track_running_stats": module.track_running_stats}
+    if kind == "prelu":
+        return {"channels": int(module.num_parameters)}
+    if kind == "layernorm":
+        weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+        shape = getattr(module, "normalized_shape", None)
+        return {"channels": int(shape[0]) if shape else int(weight.shape[0]), "eps": float(module.eps),
+                "scale": weight is not None, "center": bias is not None}
     return {"parameters": {n: tuple(p.shape) for n, p in module._parameters.items() if p is not None}}
 
 
@@ -343,11 +402,14 @@ def _trace_torch(model, x, training: bool) -> Trace:
     for position, (module, call) in enumerate(started):
         kind = _torch_kind(module) or "unknown"
         name = names.get(id(module), type(module).__name__)
-        output = outputs.get(position)
+        output, layer_input = outputs.get(position), received.get(position)
+        layout = "flat" if output is not None and output.ndim == 2 else "NCHW"
+        if _torch_channels_last(module, kind, output):
+            output, layout = _nhwc_to_nchw(output), "NHWC->NCHW"
+            layer_input = _nhwc_to_nchw(layer_input)
         layers.append(TracedLayer(len(layers), name if call == 1 else f"{name}#{call}", kind,
                                   type(module).__name__, "torch", _torch_config(module, kind), output,
-                                  "flat" if output is not None and output.ndim == 2 else "NCHW",
-                                  received.get(position), call=call, native=module))
+                                  layout, layer_input, call=call, native=module))
     untraced = [names[id(m)] for m in model.modules()
                 if id(m) not in ran and (_torch_kind(m) or _torch_own_parameters(m))]
     return Trace(layers, "torch", out.detach().float().cpu().numpy(), "channels_first", dropout, untraced)
@@ -396,7 +458,23 @@ def _mxnet_kind(block) -> str | None:
         return "dense"
     if isinstance(block, nn.BatchNorm):
         return "batchnorm"
+    if isinstance(block, nn.PReLU):
+        return "prelu"
+    if isinstance(block, nn.LayerNorm):
+        return "layernorm"
     return None
+
+
+def _mxnet_channels_last(block, kind: str, value) -> bool:
+    """Whether this block's 4D values hold channels last: a Dense(flatten=False) or a LayerNorm over
+    the last axis acts on a tensor the model permuted to NHWC."""
+    if value is None or value.ndim != 4:
+        return False
+    if kind == "dense":
+        return not block._flatten
+    if kind == "layernorm":
+        return block._kwargs["axis"] in (-1, 3)
+    return False
 
 
 def _mxnet_own_parameters(block) -> bool:
@@ -425,7 +503,13 @@ def _mxnet_config(block, kind: str) -> dict:
     if kind == "batchnorm":
         return {"channels": int(block.running_mean.shape[0]), "eps": float(kw["eps"]),
                 "momentum": _torch_momentum(kw["momentum"]), "axis": kw["axis"],
-                "fix_gamma": bool(kw["fix_gamma"]), "use_global_stats": bool(kw["use_global_stats"])}
+                "fix_gamma": bool(kw["fix_gamma"]), "use_global_stats": bool(kw["use_global_stats"]),
+                "scale": not kw["fix_gamma"], "center": bool(block.beta._differentiable)}
+    if kind == "prelu":
+        return {"channels": int(block.alpha.shape[0])}
+    if kind == "layernorm":
+        return {"channels": int(block.gamma.shape[0]), "eps": float(kw["eps"]), "axis": kw["axis"],
+                "scale": bool(kw["scale"]), "center": bool(kw["center"])}
     return {"parameters": {n: tuple(p.shape) for n, p in block._reg_params.items()}}
 
 
@@ -508,11 +592,14 @@ def _trace_mxnet(model, x, training: bool) -> Trace:
     for position, (block, call) in enumerate(started):
         kind = _mxnet_kind(block) or "unknown"
         name = names.get(id(block), block.name)
-        output = outputs.get(position)
+        output, layer_input = outputs.get(position), received.get(position)
+        layout = "flat" if output is not None and output.ndim == 2 else "NCHW"
+        if _mxnet_channels_last(block, kind, output):
+            output, layout = _nhwc_to_nchw(output), "NHWC->NCHW"
+            layer_input = _nhwc_to_nchw(layer_input)
         layers.append(TracedLayer(len(layers), name if call == 1 else f"{name}#{call}", kind,
                                   type(block).__name__, "mxnet", _mxnet_config(block, kind), output,
-                                  "flat" if output is not None and output.ndim == 2 else "NCHW",
-                                  received.get(position), call=call, native=block))
+                                  layout, layer_input, call=call, native=block))
     untraced = [names[id(b)] for b in blocks
                 if id(b) not in ran and (_mxnet_kind(b) or _mxnet_own_parameters(b))]
     return Trace(layers, "mxnet", out.asnumpy().astype(np.float32), "channels_first", dropout, untraced)
@@ -520,7 +607,8 @@ def _trace_mxnet(model, x, training: bool) -> Trace:
 
 _MXNET_NAMES = {"batchnorm": {"weight": "gamma", "bias": "beta", "running_mean": "running_mean",
                               "running_var": "running_var"},
-                "conv2d": {"weight": "weight", "bias": "bias"}, "dense": {"weight": "weight", "bias": "bias"}}
+                "conv2d": {"weight": "weight", "bias": "bias"}, "dense": {"weight": "weight", "bias": "bias"},
+                "prelu": {"weight": "alpha"}, "layernorm": {"weight": "gamma", "bias": "beta"}}
 
 
 def _mxnet_params(layer: TracedLayer) -> dict:
@@ -532,10 +620,16 @@ def _mxnet_params(layer: TracedLayer) -> dict:
         param = getattr(block, native, None)
         if param is None:
             continue
-        if layer.kind == "batchnorm" and key == "weight" and block._kwargs.get("fix_gamma"):
-            continue  # gamma is fixed at 1 (scale=False): not a weight of the function
+        if layer.kind in ("batchnorm", "layernorm") and key in ("weight", "bias") and not _mxnet_learned(layer, key):
+            continue  # scale=False / center=False: gamma 1 and beta 0 are not weights of the function
         params[key] = param
     return params
+
+
+def _mxnet_learned(layer: TracedLayer, key: str) -> bool:
+    """Whether a norm's gamma (weight) or beta (bias) is learned: BatchNorm(scale=False) runs with
+    fix_gamma (gamma taken as 1 whatever it holds); center=False leaves beta at 0, untrained."""
+    return bool(layer.config.get("scale" if key == "weight" else "center", True))
 
 
 def _read_mxnet(layer: TracedLayer) -> dict:
@@ -579,13 +673,136 @@ def _keras_graph(model):
 
 def _keras_kind(layer) -> str | None:
     layers = sys.modules["keras"].layers
-    if isinstance(layer, layers.Conv2D):
+    if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D)):
         return "conv2d"
     if isinstance(layer, layers.Dense):
         return "dense"
     if isinstance(layer, layers.BatchNormalization):
         return "batchnorm"
+    if isinstance(layer, layers.PReLU):
+        return "prelu"
+    if isinstance(layer, layers.LayerNormalization) and not getattr(layer, "rms_scaling", False):
+        return "layernorm"
     return None
+
+
+def _keras_channel_axis(value, axes) -> int | None:
+    """The axis of a native value that holds channels (features of a flat value)."""
+    ndim = np.ndim(value)
+    if ndim == 2:
+        return 1
+    if ndim == 4:
+        return list(axes).index(1)
+    return None
+
+
+def _keras_normalises_channels(layer, value, axes) -> bool:
+    """A LayerNormalization over exactly the channel axis (ConvNeXt's LayerNorm over the channels of
+    each pixel, or over a flat input's features); other axes are no kind netparity aligns."""
+    channel = _keras_channel_axis(value, axes)
+    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    return channel is not None and [int(a) % np.ndim(value) for a in axis] == [channel]
+
+
+def _keras_nodes(graph):
+    """A functional graph's nodes in depth-first post-order from the outputs (iterative): each node
+    after the nodes that feed it, the inputs of a node in call order."""
+    inputs = {id(t) for t in graph.inputs}
+    done, ordered = set(), []
+    for out in graph.outputs:
+        stack = [(out, False)]
+        while stack:
+            tensor, expanded = stack.pop()
+            op, node_index, _ = tensor._keras_history
+            if op is None or id(tensor) in inputs:
+                continue
+            node = op._inbound_nodes[node_index]
+            if id(node) in done:
+                continue
+            if expanded:
+                done.add(id(node))
+                ordered.append(node)
+                continue
+            stack.append((tensor, True))
+            for parent in reversed(list(node.input_tensors)):
+                stack.append((parent, False))
+    return ordered
+
+
+NCHW_AXES = (0, 1, 2, 3)
+NHWC_AXES = (0, 2, 3, 1)  # native axis k of an NHWC tensor holds canonical (NCHW) axis NHWC_AXES[k]
+
+
+def _layout_neutral(op) -> bool:
+    """A layer that keeps its input's axes as they are (elementwise, or a scalar rescaling)."""
+    keras = sys.modules["keras"]
+    if isinstance(op, keras.layers.Rescaling):
+        return np.ndim(op.scale) == 0 and np.ndim(op.offset) == 0
+    return isinstance(op, _elementwise_layers())
+
+
+def _input_permutes(graph) -> set:
+    """What a graph's first input meets first on each path through layout-neutral layers: the
+    ``dims`` of a 4D Permute, or None for any other layer (nested models are walked into)."""
+    keras = sys.modules["keras"]
+    reached = {id(graph.inputs[0])}
+    met = set()
+    for node in _keras_nodes(graph):
+        positions = [k for k, t in enumerate(node.input_tensors) if id(t) in reached]
+        if not positions:
+            continue
+        op = node.operation
+        inner = _keras_graph(op)
+        if isinstance(op, keras.layers.Permute) and len(op.dims) == 3:
+            met.add(tuple(int(d) for d in op.dims))
+        elif inner is not None and inner is not graph and positions == [0] and inner.inputs:
+            met |= _input_permutes(inner)
+        elif _layout_neutral(op):
+            reached.update(id(t) for t in node.outputs)
+        else:
+            met.add(None)
+    return met
+
+
+def keras_input_axes(model, data_format: str | None = None) -> tuple:
+    """How a Keras model's input holds an NCHW image: native axis k holds canonical axis
+    ``axes[k]``. The model's data format, unless the input goes straight into a Permute (through
+    elementwise layers only): a PyTorch-style NCHW input that ``Permute((2, 3, 1))`` turns
+    channels_last, the way ports from PyTorch often start, is fed NCHW. Refuses (NotSupported)
+    a Permute that would make the input neither NCHW nor NHWC, or an input that reaches a Permute
+    on one path and other layers on another."""
+    keras = sys.modules["keras"]
+    data_format = data_format or keras_data_format(model)
+    default = NHWC_AXES if data_format == "channels_last" else NCHW_AXES
+    graph = _keras_graph(model)
+    if graph is None:  # an unbuilt Sequential: its first layer
+        first = model.layers[0] if getattr(model, "layers", None) else None
+        met = {tuple(int(d) for d in first.dims)} if isinstance(first, keras.layers.Permute) \
+            and len(first.dims) == 3 else set()
+    elif not graph.inputs or len(graph.inputs[0].shape) != 4:
+        return default
+    else:
+        met = _input_permutes(graph)
+    permutes = sorted(m for m in met if m is not None)
+    if not permutes:
+        return default
+    if len(met) > 1:
+        raise NotSupported(f"Keras model {model.name!r}: its input goes through Permute{permutes[0]} on one path "
+                           "and into other layers on another, so netparity cannot tell whether it is NCHW or NHWC; "
+                           "permute it once, right after the Input")
+    axes = [0, 0, 0, 0]
+    for k, d in enumerate(permutes[0]):
+        axes[d] = default[k + 1]  # after the Permute the tensor is in the model's data format
+    axes = tuple(axes)
+    if axes not in (NCHW_AXES, NHWC_AXES):
+        raise NotSupported(f"Keras model {model.name!r}: its input goes through Permute{permutes[0]} into "
+                           f"{data_format} layers, so it would hold an image with its axes as {_axes_name(axes)}; "
+                           "netparity feeds NCHW or NHWC inputs only (Permute((2, 3, 1)) takes NCHW to NHWC)")
+    return axes
+
+
+def _axes_name(axes) -> str:
+    return "".join("NCHW"[a] for a in axes)
 
 
 def _keras_conv_format(model) -> str | None:
@@ -633,24 +850,43 @@ def keras_input_shape(model) -> tuple | None:
     shape = tuple(graph.inputs[0].shape[1:])
     if len(shape) != 3 or any(v is None for v in shape):
         return None
-    if keras_data_format(model) == "channels_last":
-        h, w, c = shape
-        return (int(c), int(h), int(w))
-    return tuple(int(v) for v in shape)
+    canonical = [0, 0, 0]
+    for size, axis in zip(shape, keras_input_axes(model)[1:]):
+        canonical[axis - 1] = int(size)
+    return tuple(canonical)
 
 
-def _keras_config(layer, kind: str, padding_before) -> dict:
+def _keras_config(layer, kind: str, padding_before, axes=None, value=None) -> dict:
     if kind == "conv2d":
-        kernel_shape = tuple(layer.kernel.shape)
-        config = {"in_channels": int(kernel_shape[2]) * int(layer.groups), "out_channels": int(layer.filters),
-                  "kernel": tuple(layer.kernel_size), "stride": tuple(layer.strides), "padding": layer.padding,
-                  "dilation": tuple(layer.dilation_rate), "groups": int(layer.groups), "bias": layer.use_bias,
-                  "data_format": layer.data_format, "activation": getattr(layer.activation, "__name__", None)}
+        kernel_shape = tuple(int(v) for v in layer.kernel.shape)
+        if _keras_depthwise(layer):  # kernel (kh, kw, C, multiplier)
+            channels, multiplier = kernel_shape[2], kernel_shape[3]
+            config = {"in_channels": channels, "out_channels": channels * multiplier, "depthwise": True,
+                      "depth_multiplier": multiplier, "groups": channels}
+        else:
+            config = {"in_channels": kernel_shape[2] * int(layer.groups), "out_channels": int(layer.filters),
+                      "groups": int(layer.groups)}
+        config.update({"kernel": tuple(layer.kernel_size), "stride": tuple(layer.strides), "padding": layer.padding,
+                       "dilation": tuple(layer.dilation_rate), "bias": layer.use_bias,
+                       "data_format": layer.data_format, "activation": getattr(layer.activation, "__name__", None)})
         if padding_before is not None:
             config["zero_padding_before"] = padding_before  # a separate ZeroPadding2D layer feeds it
         config["effective_padding"] = effective_padding(layer.padding, layer.kernel_size, layer.strides,
-                                                        padding_before)
+                                                        padding_before, layer.dilation_rate)
         return config
+    if kind == "prelu":
+        alpha = tuple(int(v) for v in layer.alpha.shape)
+        config = {"shared_axes": layer.shared_axes, "alpha_shape": alpha}
+        if len(alpha) == 3:
+            config["axes"] = tuple(axes)
+        canonical = _alpha_to_canonical(np.zeros(alpha, np.float32), config.get("axes"), None)
+        config["channels"] = int(canonical.shape[0])  # 1 for one shared slope
+        config["per_element"] = canonical.ndim > 1  # Keras' default: a slope per element (C, H, W)
+        return config
+    if kind == "layernorm":
+        channel = _keras_channel_axis(value, axes)
+        return {"channels": int(np.shape(value)[channel]), "eps": float(layer.epsilon), "axis": layer.axis,
+                "scale": bool(layer.scale), "center": bool(layer.center)}
     if kind == "dense":
         return {"in_features": int(layer.kernel.shape[0]), "out_features": int(layer.units),
                 "bias": layer.use_bias, "activation": getattr(layer.activation, "__name__", None)}
@@ -674,35 +910,12 @@ class _KerasRun:
         self.preactivation = {}
         self.perm_chw = {}
 
-    def order(self, graph):
-        """Nodes in depth-first post-order from the outputs (iterative)."""
-        inputs = {id(t) for t in graph.inputs}
-        done, ordered = set(), []
-        for out in graph.outputs:
-            stack = [(out, False)]
-            while stack:
-                tensor, expanded = stack.pop()
-                op, node_index, _ = tensor._keras_history
-                if op is None or id(tensor) in inputs:
-                    continue
-                node = op._inbound_nodes[node_index]
-                if id(node) in done:
-                    continue
-                if expanded:
-                    done.add(id(node))
-                    ordered.append(node)
-                    continue
-                stack.append((tensor, True))
-                for parent in reversed(list(node.input_tensors)):
-                    stack.append((parent, False))
-        return ordered
-
     def run(self, graph, values, layouts, prefix: str):
         """Feed ``values`` (flat list for graph.inputs); returns output values and their flat perms."""
         keras = sys.modules["keras"]
         tensors = {id(t): v for t, v in zip(graph.inputs, values)}
         perms = {id(t): p for t, p in zip(graph.inputs, layouts)}
-        for node in self.order(graph):
+        for node in _keras_nodes(graph):
             op = node.operation
             if node.is_input or op is None:
                 continue
@@ -778,7 +991,7 @@ class _KerasRun:
         if isinstance(op, (keras.layers.Dense, keras.layers.Reshape, keras.layers.Permute,
                            keras.layers.Concatenate)):
             return None
-        if any(isinstance(p, tuple) for p in in_perms) and not isinstance(op, _elementwise_layers()):
+        if any(isinstance(p, tuple) for p in in_perms) and not _layout_neutral(op):
             return None  # a 4D layer (conv, pool...) gives the model's own data format
         known = [p for p in in_perms if p is not None]
         if known and all(p is not None and np.array_equal(p, known[0]) for p in in_perms) \
@@ -795,11 +1008,14 @@ class _KerasRun:
         if isinstance(op, (keras.layers.Dropout, keras.layers.SpatialDropout2D)) and float(op.rate) > 0:
             self.dropout.append((name, len(self.entries)))
         kind = _keras_kind(op)
+        axes = self.axes(in_perms[0] if in_perms else None)  # the layout of the layer's input
+        if kind == "layernorm" and not _keras_normalises_channels(op, first_in, axes):
+            kind = None
         if kind is None and not (getattr(op, "weights", None) or []):
             return
         self.calls[id(op)] = self.calls.get(id(op), 0) + 1
         call = self.calls[id(op)]
-        perm = in_perms[0] if in_perms and kind in ("dense", "batchnorm") else None
+        perm = in_perms[0] if in_perms and kind in ("dense", "batchnorm", "prelu", "layernorm") else None
         perm = perm if isinstance(perm, np.ndarray) else None
         chw = self.perm_chw[id(perm)][1] if perm is not None and id(perm) in self.perm_chw else None
         padding_before = None
@@ -809,7 +1025,7 @@ class _KerasRun:
                 padding_before = tuple(tuple(int(v) for v in p) for p in parent.padding)
         self.entries.append((op, name if call == 1 else f"{name}#{call}", call,
                              self.preactivation.get(id(outs[0]), outs[0]), perm, chw,
-                             padding_before, out_perm, first_in))
+                             padding_before, out_perm, first_in, kind or "unknown", axes))
 
 
 def keras_linear():
@@ -843,9 +1059,8 @@ def _to_canonical(value: np.ndarray, channels_last: bool, perm) -> tuple[np.ndar
 def _trace_keras(model, x, training: bool) -> Trace:
     keras = sys.modules["keras"]
     if isinstance(model, keras.Sequential) and _keras_graph(model) is None:
-        c, h, w = x.shape[1:]
-        fmt = keras.config.image_data_format()
-        model.build((None, h, w, c) if fmt == "channels_last" else (None, c, h, w))
+        axes = keras_input_axes(model, keras.config.image_data_format())
+        model.build((None, *(x.shape[a] for a in axes[1:])))
     graph = _keras_graph(model)
     if graph is None:
         raise NotSupported(f"{type(model).__name__} is a subclassed Keras model: netparity traces functional and "
@@ -853,19 +1068,21 @@ def _trace_keras(model, x, training: bool) -> Trace:
                            "API, e.g. keras.Model(inputs, outputs)")
     data_format = keras_data_format(model, x.shape[1:])
     channels_last = data_format == "channels_last"
-    batch = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if channels_last else x
     runner = _KerasRun(training, data_format)
-    outs, perms = runner.run(graph, [keras.ops.convert_to_tensor(batch)], [None], "")
+    axes = keras_input_axes(model, data_format)
+    batch = np.ascontiguousarray(x.transpose(axes))
+    layout = None if axes == runner.default_axes else axes  # an NCHW input the model permutes itself
+    outs, perms = runner.run(graph, [keras.ops.convert_to_tensor(batch)], [layout], "")
     layers = []
-    for op, name, call, value, perm, chw, padding_before, out_perm, first_in in runner.entries:
-        kind = _keras_kind(op) or "unknown"
+    for op, name, call, value, perm, chw, padding_before, out_perm, first_in, kind, axes in runner.entries:
         output, layout = _to_canonical(_keras_value(value), channels_last, out_perm)
-        received = None if first_in is None else _to_canonical(_keras_value(first_in), channels_last, perm)[0]
+        native_in = None if first_in is None else _keras_value(first_in)
+        received = None if native_in is None else _to_canonical(native_in, channels_last, perm)[0]
         layers.append(TracedLayer(len(layers), name, kind, type(op).__name__, "keras",
-                                  _keras_config(op, kind, padding_before), output, layout, received, chw, call, op,
-                                  perm))
+                                  _keras_config(op, kind, padding_before, axes, native_in), output, layout, received,
+                                  chw, call, op, perm))
     final, _ = _to_canonical(_keras_value(outs[0]), channels_last, perms[0])
-    ran = {id(op) for op, *_ in runner.entries}
+    ran = {id(entry[0]) for entry in runner.entries}
     untraced = [layer.name for layer in _keras_all_layers(model)
                 if layer is not model and _keras_graph(layer) is None and id(layer) not in ran
                 and (_keras_kind(layer) or layer.weights)]
@@ -874,7 +1091,12 @@ def _trace_keras(model, x, training: bool) -> Trace:
 
 _KERAS_NAMES = {"conv2d": {"weight": "kernel", "bias": "bias"}, "dense": {"weight": "kernel", "bias": "bias"},
                 "batchnorm": {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-                              "running_var": "moving_variance"}}
+                              "running_var": "moving_variance"},
+                "prelu": {"weight": "alpha"}, "layernorm": {"weight": "gamma", "bias": "beta"}}
+
+
+def _keras_depthwise(layer) -> bool:
+    return isinstance(layer, sys.modules["keras"].layers.DepthwiseConv2D)
 
 
 def _keras_variables(layer: TracedLayer) -> dict:
@@ -884,28 +1106,70 @@ def _keras_variables(layer: TracedLayer) -> dict:
             if getattr(layer.native, name, None) is not None}
 
 
-def _keras_to_canonical(kind: str, key: str, value: np.ndarray, perm) -> np.ndarray:
+def _flat(value: np.ndarray, perm, to_canonical: bool = True) -> np.ndarray:
+    """A per-feature vector of a flat input in the other feature order (when it has one entry per
+    feature: a shared PReLU slope has one in all)."""
+    if perm is None or value.shape[-1] != perm.size:
+        return value
+    return flat_to_canonical(value, perm) if to_canonical else flat_to_native(value, perm)
+
+
+def _alpha_order(axes) -> list[int]:
+    """For a Keras PReLU alpha of shape (s1, s2, s3): which of its axes holds canonical C, H, W."""
+    held = [int(a) - 1 for a in axes[1:]]  # native axis k + 1 holds canonical axis held[k] + 1
+    return [held.index(j) for j in range(3)]
+
+
+def _alpha_to_canonical(alpha: np.ndarray, axes, perm) -> np.ndarray:
+    """Keras PReLU alpha -> (C,) for one slope per channel (shared_axes over H and W), (1,) for one
+    shared slope, (C, H, W) for Keras' default of one slope per element."""
+    if alpha.ndim == 3:
+        full = alpha.transpose(_alpha_order(axes))
+        return full.reshape(full.shape[0]) if full.shape[1:] == (1, 1) else full
+    return _flat(alpha, perm)
+
+
+def _alpha_from_canonical(value: np.ndarray, axes, perm, native_shape) -> np.ndarray:
+    if len(native_shape) == 3:
+        order = _alpha_order(axes)
+        return value.reshape([native_shape[k] for k in order]).transpose(np.argsort(order))
+    return _flat(value, perm, to_canonical=False)
+
+
+def _keras_to_canonical(layer: TracedLayer, key: str, value: np.ndarray) -> np.ndarray:
+    kind, perm = layer.kind, layer.flat_perm
     if kind == "conv2d" and key == "weight":
+        if _keras_depthwise(layer.native):  # (kh, kw, C, mult) -> (C * mult, 1, kh, kw), channel c * mult + m
+            kh, kw, channels, multiplier = value.shape
+            return value.reshape(kh, kw, channels * multiplier).transpose(2, 0, 1)[:, None]
         return value.transpose(3, 2, 0, 1)  # HWIO -> OIHW
     if kind == "dense" and key == "weight":
         return flat_to_canonical(value.T, perm)  # (in, out) -> (out, in), rows into (C, H, W) order
-    if kind == "batchnorm":
-        return flat_to_canonical(value, perm)
+    if kind == "prelu":
+        return _alpha_to_canonical(value, layer.config.get("axes"), perm)
+    if kind in ("batchnorm", "layernorm"):
+        return _flat(value, perm)
     return value
 
 
-def _keras_from_canonical(kind: str, key: str, value: np.ndarray, perm) -> np.ndarray:
+def _keras_from_canonical(layer: TracedLayer, key: str, value: np.ndarray, native_shape) -> np.ndarray:
+    kind, perm = layer.kind, layer.flat_perm
     if kind == "conv2d" and key == "weight":
+        if _keras_depthwise(layer.native):
+            kh, kw, channels, multiplier = native_shape
+            return value[:, 0].transpose(1, 2, 0).reshape(kh, kw, channels, multiplier)
         return value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
     if kind == "dense" and key == "weight":
         return flat_to_native(value, perm).T
-    if kind == "batchnorm":
-        return flat_to_native(value, perm)
+    if kind == "prelu":
+        return _alpha_from_canonical(value, layer.config.get("axes"), perm, native_shape)
+    if kind in ("batchnorm", "layernorm"):
+        return _flat(value, perm, to_canonical=False)
     return value
 
 
 def _read_keras(layer: TracedLayer) -> dict:
-    return {key: _f32(np.ascontiguousarray(_keras_to_canonical(layer.kind, key, _keras_value(v), layer.flat_perm)))
+    return {key: _f32(np.ascontiguousarray(_keras_to_canonical(layer, key, _keras_value(v))))
             for key, v in _keras_variables(layer).items()}
 
 
@@ -915,11 +1179,11 @@ def _write_keras(layer: TracedLayer, weights: dict, perm) -> list[str]:
         if key not in weights:
             continue
         value = np.asarray(weights[key], dtype=np.float32)
-        native = np.ascontiguousarray(_keras_from_canonical(layer.kind, key, value, perm))
-        if tuple(native.shape) != tuple(variable.shape):
-            canonical = _keras_to_canonical(layer.kind, key, np.zeros(variable.shape, np.float32), perm).shape
-            _check_shape(layer, key, value, canonical)
-        variable.assign(native)
+        native_shape = tuple(int(v) for v in variable.shape)
+        target = TracedLayer(layer.index, layer.name, layer.kind, layer.type_name, layer.framework, layer.config,
+                             native=layer.native, flat_perm=perm)
+        _check_shape(layer, key, value, _keras_to_canonical(target, key, np.zeros(native_shape, np.float32)).shape)
+        variable.assign(np.ascontiguousarray(_keras_from_canonical(target, key, value, native_shape)))
     return _skipped(layer, weights, present)
 
 

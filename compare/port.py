@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..spec import Spec, SpecError, init_weights, load
-from .native import FRAMEWORKS, NotSupported, Trace, TracedLayer, framework_of, keras_input_shape, \
+from ..spec import Spec, init_weights, load
+from ..spec.errors import NetparityError
+from .native import FRAMEWORKS, KINDS, NotSupported, Trace, TracedLayer, framework_of, keras_input_shape, \
     set_canonical_weights, trace
 from .parity import relative_error
 
@@ -34,7 +35,7 @@ BATCH = 2
 TRAINING_BATCH = 8  # train-mode BatchNorm over 2 values per channel amplifies rounding
 
 
-class PortError(ValueError):
+class PortError(NetparityError, ValueError):
     """verify_port cannot start: a side that is not a model, no input shape, a bad factory."""
 
 
@@ -91,8 +92,9 @@ class PortReport:
     first_divergence: AlignedLayer | None = None
     diagnosis: str | None = None
     diagnosis_code: str | None = None
-    training: TrainingCheck | None = None
+    training: TrainingCheck | None = None  # None when eval_only, or when eval mode already differs
     training_only: bool = False
+    eval_only: bool = False
     weights_copied: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -306,18 +308,19 @@ def _explain_shapes(r: TracedLayer, c: TracedLayer) -> str:
     return f"weight shape {_fmt_shape(rs)} vs {_fmt_shape(cs)}"
 
 
-def _alignment(ref: Trace, cand: Trace) -> tuple[list[tuple[int, int]], str | None]:
-    """(aligned pairs, error or None). On an error the pairs are those before it."""
+def _alignment(ref: Trace, cand: Trace) -> tuple[list[tuple[int, int]], str | None, tuple[int, int] | None]:
+    """(aligned pairs, error or None, the (reference, candidate) indices of two layers of one kind
+    with other shapes where the alignment stopped, or None). On an error the pairs are those before it."""
     unknown = [(layer.index, side, layer) for side, layers in (("reference", ref), ("candidate", cand))
                for layer in layers if layer.kind == "unknown"]
     limit = None
-    error = None
+    error = mismatch = None
     if unknown:
         index, side, layer = min(unknown, key=lambda item: item[0])
         params = ", ".join(f"{k} {_fmt_shape(v)}" for k, v in layer.config.get("parameters", {}).items())
         error = (f"alignment stops at {side} layer #{index} {layer.name}: unknown layer type {layer.type_name} "
-                 f"(it holds parameters{': ' + params if params else ''}; netparity aligns conv2d, dense and "
-                 "batchnorm layers only)")
+                 f"(it holds parameters{': ' + params if params else ''}; netparity aligns {', '.join(KINDS)} "
+                 "layers only)")
         limit = index
     ops = _align(ref[:limit] if limit is not None else ref, cand[:limit] if limit is not None else cand)
     pairs = []
@@ -333,6 +336,7 @@ def _alignment(ref: Trace, cand: Trace) -> tuple[list[tuple[int, int]], str | No
                 error = (f"layer kinds differ at #{i}: reference {r.name} ({r.type_name}) is {r.kind}, "
                          f"candidate #{j} {c.name} ({c.type_name}) is {c.kind}")
             else:
+                mismatch = (i, j)
                 error = (f"shapes differ at #{i}: reference {r.name} ({r.type_name}, {_fmt_shape(r.shape)}) "
                          f"vs candidate #{j} {c.name} ({c.type_name}, {_fmt_shape(c.shape)}): "
                          f"{_explain_shapes(r, c)}")
@@ -350,7 +354,7 @@ def _alignment(ref: Trace, cand: Trace) -> tuple[list[tuple[int, int]], str | No
         break
     if error is None and limit is None and len(pairs) != len(ref):  # pragma: no cover - defensive
         error = f"reference has {len(ref)} parameterised layers, candidate {len(cand)}"
-    return pairs, error
+    return pairs, error, mismatch
 
 
 # ---------------------------------------------------------------------------------------
@@ -361,7 +365,7 @@ def _config_notes(r: TracedLayer, c: TracedLayer) -> list[str]:
     notes = []
     rc, cc = r.config, c.config
     keys = {"conv2d": ("stride", "dilation", "groups", "bias"), "dense": ("bias",),
-            "batchnorm": ("eps", "momentum")}.get(r.kind, ())
+            "batchnorm": ("eps", "momentum", "scale", "center"), "layernorm": ("eps", "scale", "center")}.get(r.kind, ())
     for key in keys:
         if key in rc and key in cc and rc[key] != cc[key]:
             notes.append(f"{key} {rc[key]} vs {cc[key]}")
@@ -570,7 +574,7 @@ def _diagnose(report: PortReport, evidence: dict) -> None:
 # ---------------------------------------------------------------------------------------
 
 def verify_port(reference, candidate, input_shape=None, framework: str | None = None, atol: float = DEFAULT_ATOL,
-                rtol: float = DEFAULT_RTOL, seed: int = 0, training_step: bool = False) -> PortReport:
+                rtol: float = DEFAULT_RTOL, seed: int = 0, training_step: bool = True) -> PortReport:
     """Check that ``candidate`` (a native model) computes the same function as ``reference``.
 
     ``reference``: a native model (PyTorch, Gluon, functional/Sequential Keras) or a spec
@@ -578,8 +582,12 @@ def verify_port(reference, candidate, input_shape=None, framework: str | None = 
     the candidate's) with ``init_weights(spec, seed)``. ``input_shape``: (C, H, W), or a
     square size; needed unless a spec or a Keras model states it. The candidate's weights
     are overwritten with the reference's. A layer is within tolerance on an input when
-    max|a - b| <= atol + rtol * max|b|. Raises PortError (or NotSupported) only when a side
-    is not a model or no input shape is known; everything else is in the report.
+    max|a - b| <= atol + rtol * max|b|. When eval mode agrees, one training-mode forward
+    (batch 8) is compared too, with BatchNorm's running statistics after it (PyTorch's unbiased
+    running variance put beside the others' biased one, so that known difference is no alarm):
+    a momentum in the wrong convention shows only there. ``training_step=False`` skips it
+    (``netparity verify --eval-only``). Raises PortError (or NotSupported) only when a side is
+    not a model or no input shape is known; everything else is in the report.
     """
     reference_model, ref_fw, candidate, cand_fw, shape, notes = _resolve(reference, candidate, input_shape,
                                                                          framework, seed)
@@ -588,13 +596,13 @@ def verify_port(reference, candidate, input_shape=None, framework: str | None = 
 
 
 def transfer_weights(source, target, input_shape=None, atol: float = DEFAULT_ATOL,
-                     rtol: float = DEFAULT_RTOL, seed: int = 0) -> PortReport:
+                     rtol: float = DEFAULT_RTOL, seed: int = 0, training_step: bool = True) -> PortReport:
     """Move ``source``'s weights into ``target`` (both native models, any frameworks), layer by
     layer through the canonical layout, then verify that the two compute the same function.
     ``report.weights_copied`` says whether the weights were moved (not when alignment fails)."""
     if _is_spec_like(source) or _is_spec_like(target):
         raise PortError("transfer_weights moves weights between native models; for a spec use verify_port")
-    return verify_port(source, target, input_shape, atol=atol, rtol=rtol, seed=seed)
+    return verify_port(source, target, input_shape, atol=atol, rtol=rtol, seed=seed, training_step=training_step)
 
 
 def _verify(reference, ref_fw, candidate, cand_fw, shape, atol, rtol, seed, training_step, notes,
@@ -606,14 +614,14 @@ def _verify(reference, ref_fw, candidate, cand_fw, shape, atol, rtol, seed, trai
     inputs = make_inputs(shape, seed)
     first_kind = next(iter(inputs))
     report = PortReport(False, ref_fw, cand_fw, ref_name, cand_name, list(shape), atol, rtol, seed,
-                        list(inputs), notes=list(notes))
+                        list(inputs), notes=list(notes), eval_only=not training_step)
     ref_trace = trace(reference, inputs[first_kind], ref_fw)
     cand_trace = trace(candidate, inputs[first_kind], cand_fw)
     for side, tr in (("reference", ref_trace), ("candidate", cand_trace)):
         if tr.untraced:
             report.notes.append(f"{side}: parameterised layers that never ran as layer calls (unused, or their "
                                 f"weights used functionally): {', '.join(tr.untraced[:5])}")
-    pairs, error = _alignment(ref_trace, cand_trace)
+    pairs, error, mismatch = _alignment(ref_trace, cand_trace)
     aligned = [AlignedLayer(k, ref_trace[i].name, cand_trace[j].name, ref_trace[i].kind, list(ref_trace[i].shape),
                             reference_type=ref_trace[i].type_name, candidate_type=cand_trace[j].type_name,
                             notes=_config_notes(ref_trace[i], cand_trace[j]))
@@ -625,6 +633,9 @@ def _verify(reference, ref_fw, candidate, cand_fw, shape, atol, rtol, seed, trai
                 "inputs": inputs, "training_only": False, "pairs": pairs, "alignment_error": error,
                 "input_kind": first_kind, "frameworks": {"reference": ref_fw, "candidate": cand_fw},
                 "atol": atol, "rtol": rtol}
+    if mismatch is not None:
+        evidence["mismatch"] = {"reference": _views(ref_trace, [mismatch[0]])[0],
+                                "candidate": _views(cand_trace, [mismatch[1]])[0]}
     if error is not None:
         report.alignment_error = error
         _diagnose(report, evidence)
@@ -730,6 +741,8 @@ def _summary(report: PortReport) -> str:
             last = report.layers[-1] if report.layers else None
             lines.append("every aligned layer agrees but the final output differs: the difference is after the "
                          f"last parameterised layer{' (' + last.reference_name + ')' if last else ''}")
+        if report.eval_only:
+            lines.append("training mode: not checked (eval only)")
         if report.training is not None:
             check = report.training
             if not check.meaningful:
@@ -832,10 +845,13 @@ def resolve_side(text: str):
 
 
 def verify_command(reference: str, candidate: str, input_size: int | None = None, json_path=None,
-                   framework: str | None = None, training_step: bool = False) -> int:
+                   framework: str | None = None, eval_only: bool = False, training_step: bool | None = None) -> int:
     """``netparity verify REFERENCE CANDIDATE``: prints the summary, writes JSON atomically
-    when asked; returns 0 only when the port is equivalent (1 when not, 2 when it cannot run)."""
+    when asked; returns 0 only when the port is equivalent (1 when not, 2 when it cannot run).
+    The training-mode comparison runs unless ``eval_only``; ``training_step`` (the old opt-in,
+    ``--training-step``) is accepted and changes nothing, since it is the default now."""
     from rich.console import Console
+    from rich.markup import escape
 
     from ..spec.files import write_atomic
 
@@ -843,9 +859,9 @@ def verify_command(reference: str, candidate: str, input_size: int | None = None
     try:
         ref = resolve_side(reference)
         cand = resolve_side(candidate)
-        report = verify_port(ref, cand, input_shape=input_size, framework=framework, training_step=training_step)
-    except (PortError, NotSupported, SpecError) as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False)
+        report = verify_port(ref, cand, input_shape=input_size, framework=framework, training_step=not eval_only)
+    except NetparityError as error:
+        console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         return 2
     report.reference, report.candidate = reference, candidate
     text = report.summary()

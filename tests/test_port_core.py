@@ -26,8 +26,9 @@ if set(available()) == set(FRAMEWORKS):
     torch = import_torch()
     mx = import_mxnet()
     keras = import_keras()
-    from netparity.compare.native import NotSupported, framework_of, set_canonical_weights, trace
+    from netparity.compare.native import NotSupported, framework_of, keras_input_shape, set_canonical_weights, trace
     from netparity.compare.port import PortError, transfer_weights, verify_command, verify_port
+    from netparity.spec.errors import NetparityError
 
 
 # ---------------------------------------------------------------------------------------
@@ -185,12 +186,21 @@ def test_keras_default_epsilon_is_flagged_at_the_first_batchnorm():
     assert "first divergence: #1 features.1" in text and "NOT EQUIVALENT" in text
 
 
-def test_training_step_catches_a_momentum_that_only_training_shows():
-    report = verify_port(torch_lenet(), keras_lenet(), input_shape=(1, 28, 28), training_step=True)
+def test_training_mode_is_compared_by_default_and_catches_a_momentum_that_only_training_shows():
+    """The training-mode forward runs unless asked not to. The correct Keras port agrees there too:
+    PyTorch's unbiased running variance (BatchNorm1d over a batch of 8: a factor 8/7 on the batch term)
+    is put beside Keras' biased one, so that known difference is no alarm."""
+    report = verify_port(torch_lenet(), keras_lenet(), input_shape=(1, 28, 28))
     assert report.equivalent and report.training.ok and report.training.meaningful, report.summary()
-    report = verify_port(torch_lenet(), keras_lenet(momentum=0.99), input_shape=(1, 28, 28), training_step=True)
+    assert not report.eval_only and "training mode: agrees" in report.summary()
+    report = verify_port(torch_lenet(), keras_lenet(momentum=0.99), input_shape=(1, 28, 28))
     assert not report.equivalent and report.training_only, report.summary()
     assert report.first_divergence is None and report.training.first_divergence.startswith("#1 ")
+    assert report.diagnosis_code == "batchnorm_momentum"
+    # eval only: the same wrong momentum passes, and the summary says what was not checked
+    report = verify_port(torch_lenet(), keras_lenet(momentum=0.99), input_shape=(1, 28, 28), training_step=False)
+    assert report.equivalent and report.training is None and report.eval_only
+    assert "training mode: not checked (eval only)" in report.summary()
 
 
 def test_an_extra_conv_gives_a_clean_alignment_error():
@@ -213,11 +223,30 @@ def test_a_changed_channel_count_and_a_transposed_dense_are_named():
 
 
 def test_an_unknown_parameterised_layer_stops_alignment():
-    report = verify_port(torch_lenet(), torch_lenet(prelu=True), input_shape=(1, 28, 28))
-    assert report.alignment_error.startswith("alignment stops at candidate layer #2 features.2"), \
-        report.alignment_error
-    assert "unknown layer type PReLU" in report.alignment_error
     nn = torch.nn
+
+    class LayerScale(nn.Module):
+        """ConvNeXt's per-channel layer scale: a parameter of its own, no kind netparity aligns."""
+
+        def __init__(self, channels):
+            super().__init__()
+            self.gamma = nn.Parameter(torch.full((channels, 1, 1), 0.5))
+
+        def forward(self, x):
+            return x * self.gamma
+
+    reference = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    candidate = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), LayerScale(4), nn.Flatten(),
+                              nn.Linear(4 * 6 * 6, 3)).eval()
+    report = verify_port(reference, candidate, input_shape=(1, 8, 8))
+    assert report.alignment_error.startswith("alignment stops at candidate layer #2 2: unknown layer type "
+                                             "LayerScale (it holds parameters: gamma 4x1x1; netparity aligns "
+                                             "conv2d, dense, batchnorm, prelu, layernorm layers only)"), \
+        report.alignment_error
+    # a PReLU is a kind now: an extra one is named as an extra layer
+    report = verify_port(torch_lenet(), torch_lenet(prelu=True), input_shape=(1, 28, 28))
+    assert report.alignment_error.startswith("extra layer: candidate #2 features.2 (PReLU, prelu 6)"), \
+        report.alignment_error
 
     class Embedded(nn.Module):
         def __init__(self):
@@ -283,7 +312,7 @@ def build_keras():
     x = inputs = keras.Input((8, 8, 1))
     x = L.ZeroPadding2D(1)(x)
     x = L.Conv2D(4, 3)(x)
-    x = L.BatchNormalization(epsilon=1e-5)(x)
+    x = L.BatchNormalization(epsilon=1e-5, momentum=0.9)(x)  # PyTorch's eps and momentum 0.1
     x = L.ReLU()(x)
     x = L.Flatten()(x)
     return keras.Model(inputs, L.Dense(5)(x))
@@ -315,6 +344,38 @@ def test_verify_command(tmp_path, capsys):
         assert message in capsys.readouterr().out.replace("\n", "")
     with pytest.raises(PortError, match="input_shape"):
         verify_port(torch_lenet(), torch_lenet())
+    # eval only, and the old opt-in flag accepted as a no-op
+    assert verify_command(f"{module}:build_torch", f"{module}:build_keras", 8, out, eval_only=True) == 0
+    assert json.loads(out.read_text())["training"] is None
+    assert "training mode: not checked" in capsys.readouterr().out
+    assert verify_command(f"{module}:build_torch", f"{module}:build_keras", 8, out, training_step=True) == 0
+    assert json.loads(out.read_text())["training"]["ok"] is True
+
+
+def test_port_errors_are_netparity_errors():
+    """One base for the CLI to catch: bad input to verify is a NetparityError, never a traceback."""
+    assert issubclass(PortError, NetparityError) and issubclass(PortError, ValueError)
+    assert issubclass(NotSupported, NetparityError) and issubclass(NotSupported, TypeError)
+    with pytest.raises(NetparityError):
+        verify_port(torch_lenet(), object(), input_shape=(1, 28, 28))
+
+
+def test_verify_on_the_command_line(tmp_path):
+    """``netparity verify`` runs the training-mode comparison by default; --eval-only skips it;
+    --training-step is still accepted (it changes nothing)."""
+    from typer.testing import CliRunner
+
+    from netparity.cli import app
+
+    module = tmp_path / "my_port.py"
+    module.write_text(PORTS)
+    sides = [f"{module}:build_torch", f"{module}:build_keras", "--input-size", "8"]
+    runner = CliRunner()
+    for extra, training in (([], "training mode: agrees"), (["--eval-only"], "training mode: not checked"),
+                            (["--training-step"], "training mode: agrees")):
+        result = runner.invoke(app, ["verify", *sides, *extra])
+        assert result.exit_code == 0, result.output
+        assert training in result.output and "EQUIVALENT" in result.output
 
 
 def test_fused_activations_shared_layers_and_nested_models():
@@ -363,3 +424,68 @@ def test_keras_flatten_order_is_followed_through_permute():
     assert layers[1].flatten_source is None
     report = verify_port(reference, candidate)
     assert report.equivalent, report.summary()
+
+
+# ---------------------------------------------------------------------------------------
+# a Keras port that takes NCHW input and permutes it (as ports from PyTorch often do)
+# ---------------------------------------------------------------------------------------
+
+def _torch_small():
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 6 * 6, 5)).eval()
+
+
+def _keras_nchw_input(flatten_channels_first=False, nested=False):
+    """Input (2, 6, 6), NCHW like the PyTorch model; Permute((2, 3, 1)) makes it channels_last."""
+    L = keras.layers
+    body = [L.Conv2D(4, 3, padding="same"), L.BatchNormalization(epsilon=1e-5, momentum=0.9), L.ReLU()]
+    x = inputs = keras.Input((2, 6, 6))
+    if nested:
+        x = keras.Sequential([L.Permute((2, 3, 1)), *body])(L.Rescaling(1.0)(x))
+    else:
+        x = L.Permute((2, 3, 1))(x)
+        for layer in body:
+            x = layer(x)
+    if flatten_channels_first:
+        x = L.Permute((3, 1, 2))(x)  # back to (C, H, W): flattens in PyTorch's order
+    x = L.Flatten()(x)
+    return keras.Model(inputs, L.Dense(5)(x))
+
+
+def test_keras_nchw_input_through_permute_is_followed():
+    for variant in ({}, {"flatten_channels_first": True}, {"nested": True}):
+        candidate = _keras_nchw_input(**variant)
+        assert keras_input_shape(candidate) == (2, 6, 6)
+        layers = trace(candidate, np.zeros((1, 2, 6, 6), np.float32))
+        assert layers[0].output.shape == (1, 4, 6, 6) and layers[-1].output.shape == (1, 5)
+        report = verify_port(_torch_small(), candidate)  # the input shape read from the Keras model
+        assert report.equivalent and report.input_shape == [2, 6, 6], (variant, report.summary())
+        assert report.training is not None and report.training.ok
+    # and as the reference, into a Gluon port
+    gluon = mx.gluon.nn.HybridSequential()
+    gluon.add(mx.gluon.nn.Conv2D(4, 3, padding=1, in_channels=2), mx.gluon.nn.BatchNorm(in_channels=4),
+              mx.gluon.nn.Activation("relu"), mx.gluon.nn.Dense(5, in_units=4 * 6 * 6))
+    gluon.initialize()
+    report = verify_port(_keras_nchw_input(), gluon)
+    assert report.equivalent, report.summary()
+
+
+def test_keras_input_permutes_netparity_cannot_follow_are_refused_clearly(tmp_path, capsys):
+    L = keras.layers
+    x = inputs = keras.Input((6, 6, 2))
+    x = L.Conv2D(4, 1)(L.Permute((3, 1, 2))(x))  # (W, C, H) into a channels_last conv: no image layout
+    odd = keras.Model(inputs, x)
+    with pytest.raises(NotSupported, match=r"Permute\(3, 1, 2\).*axes as NWCH.*NCHW or NHWC inputs only"):
+        verify_port(_torch_small(), odd, input_shape=(2, 6, 6))
+    x = inputs = keras.Input((2, 6, 6))
+    both = keras.Model(inputs, L.Add()([L.Conv2D(2, 1)(L.Permute((2, 3, 1))(x)),
+                                        L.Permute((2, 3, 1))(L.Conv2D(2, 1, data_format="channels_first")(x))]))
+    with pytest.raises(NotSupported, match="on one path and into other layers on another"):
+        trace(both, np.zeros((1, 2, 6, 6), np.float32))
+    module = tmp_path / "odd.py"
+    module.write_text("import keras\n\ndef build():\n    L = keras.layers\n    x = inputs = keras.Input((6, 6, 2))\n"
+                      "    return keras.Model(inputs, L.Conv2D(4, 1)(L.Permute((3, 1, 2))(x)))\n")
+    assert verify_command(f"{module}:build", f"{module}:build", 6, None) == 2
+    out = capsys.readouterr().out
+    assert "NCHW or NHWC inputs only" in out and "Traceback" not in out
