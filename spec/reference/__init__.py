@@ -10,14 +10,14 @@ with it. NumPy only, like the rest of netparity.spec.
 """
 
 from .backend import (EXECUTIONS, FRAMEWORK, NAME, PRECISIONS, ReferenceModel, ReferenceOptimizer, build,
-                      cross_entropy, forward, forward_layers, get_weights, input_gradient, load_checkpoint,
+                      cross_entropy, forward, forward_layers, get_weights, gradients, input_gradient, load_checkpoint,
                       make_optimizer, parameter_counts, save_checkpoint, seed_everything, set_learning_rate,
-                      set_weights, train_step, version)
+                      set_weights, train_step, trainable_keys, version)
 from .kinds import REFERENCE
 
 LAYER_BUILDERS = REFERENCE  # the name a backend's kind table has (tests check every kind is mapped)
 
 __all__ = ["NAME", "FRAMEWORK", "EXECUTIONS", "PRECISIONS", "REFERENCE", "LAYER_BUILDERS", "ReferenceModel",
-           "ReferenceOptimizer", "build", "cross_entropy", "forward", "forward_layers", "get_weights",
+           "ReferenceOptimizer", "build", "cross_entropy", "forward", "forward_layers", "get_weights", "gradients",
            "input_gradient", "load_checkpoint", "make_optimizer", "parameter_counts", "save_checkpoint",
-           "seed_everything", "set_learning_rate", "set_weights", "train_step", "version"]
+           "seed_everything", "set_learning_rate", "set_weights", "train_step", "trainable_keys", "version"]

@@ -189,6 +189,32 @@ def input_gradient(model, x, upstream, training: bool = False, dropout_masks=Non
     return ad.gradients(out, upstream, [inputs])[0]
 
 
+def gradients(model, x, upstream, training: bool = False,
+              dropout_masks=None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """One pass and its backward: (output, d/dx, {canonical key: d/dweight}) of
+    sum(model(x) * upstream), for every trainable weight. The reference's own extra: the
+    framework backends expose weight gradients only through ``train_step``."""
+    model = _model(model)
+    batch = _batch(model, x)
+    upstream = np.asarray(upstream, dtype=np.float64)
+    run = _pass(model, len(batch), training, dropout_masks, weight_gradients=True)
+    inputs = ad.variable(batch)
+    out = _run(run, inputs)
+    if upstream.shape != out.shape:
+        raise _error(f"upstream gradient of shape {upstream.shape} does not match the output shape {out.shape}")
+    keys = trainable_keys(model)
+    found = ad.gradients(out, upstream, [inputs] + [run.variables.get(key, ad.constant(model.weights[key]))
+                                                    for key in keys])
+    return out.value.copy(), found[0], dict(zip(keys, found[1:]))
+
+
+def trainable_keys(model) -> list[str]:
+    """Canonical keys of the trainable weights, in canonical order."""
+    inference = _model(model).inference
+    return [f"{row.path}.{name}" for row in inference.weight_leaves()
+            for name in row.layer.parameter_shapes(row.input_shape)]
+
+
 def parameter_counts(model) -> dict[str, tuple[int, int]]:
     """Per layer that holds weights: (trainable, running statistics), from the arrays held."""
     model = _model(model)
@@ -224,8 +250,7 @@ class ReferenceOptimizer:
         self.lr = lr
         self.momentum = momentum
         self.weight_decay = weight_decay
-        self.keys = [f"{row.path}.{name}" for row in model.inference.weight_leaves()
-                     for name in row.layer.parameter_shapes(row.input_shape)]
+        self.keys = trainable_keys(model)
         self.buffers: dict[str, np.ndarray] = {}
         self.steps = 0
 
