@@ -281,6 +281,33 @@ def test_kind_matches_numpy_float64(name):
     assert mxb.parameter_counts(model) == expected
 
 
+def np_spec(spec, weights, x):
+    """The whole spec in float64 NumPy, eval mode."""
+    for i, block in enumerate(spec.blocks):
+        x = np_output(f"blocks[{i}]", block, x, weights, {})
+    return x
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_kind_input_gradient_matches_numpy_finite_differences(name):
+    """Eval-mode input gradient along random directions v: <grad, v> against the float64
+    central difference of the NumPy definition (h = 1e-6: truncation ~1e-12, and a random
+    point lies on no kink); a wrong gradient e moves <grad, v> by ~|e|, far beyond 1e-5 |grad|."""
+    spec = case_spec(name)
+    weights = init_weights(spec, seed=2)
+    x = case_input(spec)
+    upstream = np.random.default_rng(4).standard_normal((BATCH, *spec.infer().output_shape))
+    got = mxb.input_gradient(built(spec, weights), x, upstream.astype(np.float32)).astype(np.float64)
+    w64 = {k: v.astype(np.float64) for k, v in weights.items()}
+    rng = np.random.default_rng(5)
+    for _ in range(2):
+        v = rng.standard_normal(x.shape)
+        h = 1e-6
+        slope = (np.sum(np_spec(spec, w64, x + h * v) * upstream)
+                 - np.sum(np_spec(spec, w64, x - h * v) * upstream)) / (2 * h)
+        assert abs(np.sum(got * v) - slope) <= 1e-5 * np.linalg.norm(got) + 1e-9, (np.sum(got * v), slope)
+
+
 def test_numpy_checks_tell_the_wrong_variants_apart():
     """The tolerance is tight enough to fail MXNet's ops of the same names where they differ."""
     mx, nd = mxb.mx, mxb.mx.nd
