@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 MODEL ?= lenet_bn
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install run test wheel-smoke data clean parity-report performance
+.PHONY: install run test wheel-smoke fuzz data clean parity-report performance
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,16 @@ test: install data
 
 # What a user gets from `pip install netparity[torch]`: 1-2 minutes cold, under one from uv's cache
 # (5-6 GB in a temporary folder, removed after).
+# Property-based parity: FUZZ_EXAMPLES random specs over every layer kind in every framework
+# and the reference (CI runs 200). The seed is printed; rerun a failure with
+# `.venv/bin/python -m pytest tests/test_fuzz.py --hypothesis-seed=SEED`.
+FUZZ_EXAMPLES ?= 3000
+FUZZ_SEED ?= $$(date +%s)
+fuzz: install
+	@seed=$(FUZZ_SEED); echo "hypothesis seed: $$seed"; \
+	NETPARITY_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/test_fuzz.py \
+	  --hypothesis-seed=$$seed --hypothesis-show-statistics
+
 wheel-smoke: install
 	PYTHON=$(BIN)/python tests/packaging/wheel_smoke.sh
 
