@@ -20,6 +20,7 @@ F = torch.nn.functional
 
 from netparity.compare import check_parity  # noqa: E402
 from netparity.compare.lockstep import draw_dropout_masks  # noqa: E402
+from netparity.spec import reference  # noqa: E402
 from netparity.spec import (Activation, AdaptiveAvgPool2d, BatchNorm, Branches, ChannelScale,  # noqa: E402
                             ChannelShuffle, ChannelSlice, Conv2d, Dense, DropPath, Dropout, Flatten, GlobalAvgPool,
                             GlobalMaxPool, Identity, LayerNorm, Normalize, Pad2d, PReLU, Residual, Sequence, Spec,
@@ -241,12 +242,13 @@ def test_kind_computes_the_spec_definition(case):
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_kind_passes_check_parity(case):
-    """Shapes, parameter counts and (against the NumPy reference where check_parity has it)
-    every layer's output and the input gradient."""
+    """Shapes, parameter counts, and every layer's output and the input gradient against the
+    float64 NumPy reference (PyTorch alone is still a real check)."""
     spec, _ = kind_spec(case[1], case[2])
     result = check_parity(spec, frameworks=("torch",), batch=2, seed=3)
     assert result.errors == {}
     assert result.frameworks == ["torch"]
+    assert [(p.a, p.b) for p in result.pairs] == [("torch", "reference")]
     assert result.shape_parity, result.shape_mismatches[:3]
     assert result.parameter_parity, result.count_mismatches[:3]
     for pair in result.pairs:
@@ -368,7 +370,7 @@ def every_kind_spec() -> Spec:
         Activation("hardswish"),
         Branches((Identity(), se_gate(8, 4, "hardsigmoid")), merge="mul"),
         Branches((Sequence(layers=(LayerNorm(), Conv2d(8, 1), Activation("gelu", approximate="tanh"),
-                                   ChannelScale(), DropPath(0.2))), Identity()), merge="add"),
+                                   ChannelScale(), DropPath(0.5))), Identity()), merge="add"),
         Branches((ChannelSlice(0, 4), Sequence(layers=(ChannelSlice(4, 8), Conv2d(4, 1), Activation("elu", alpha=0.5),
                                                        Activation("leaky_relu", negative_slope=0.1)))),
                  merge="concat"),
@@ -409,7 +411,8 @@ def test_every_kind_trains():
     y = rng.integers(0, 5, 6)
     masks = draw_dropout_masks(inference, 6, np.random.default_rng(6))
     assert set(masks) == {"blocks[9].branches[0].layers[4]", "blocks[20]"}
-    assert masks["blocks[9].branches[0].layers[4]"].any()  # the drop_path keeps some examples
+    kept = masks["blocks[9].branches[0].layers[4]"][:, 0, 0, 0]
+    assert 0 < np.count_nonzero(kept) < len(kept)  # the drop_path keeps some examples and drops some
     for lockstep in (False, True):
         torch.manual_seed(0)
         model = T.build(spec, lockstep_dropout=lockstep)
@@ -438,4 +441,31 @@ def test_every_kind_in_channels_last_matches_plain():
 def test_every_kind_passes_check_parity():
     result = check_parity(every_kind_spec(), frameworks=("torch",), batch=2, seed=0)
     assert result.errors == {}
+    assert [(p.a, p.b) for p in result.pairs] == [("torch", "reference")]
     assert result.ok, (result.shape_mismatches[:3], result.count_mismatches[:3], result.pairs)
+
+
+def test_every_kind_lockstep_sgd_follows_the_reference():
+    """Three lockstep SGD steps (momentum, weight decay, the same dropout and drop_path masks):
+    PyTorch's losses and every weight and running statistic as in the float64 reference."""
+    spec = every_kind_spec()
+    inference = spec.infer()
+    start = init_weights(spec, seed=1)
+    rng = np.random.default_rng(8)
+    batches = [(rng.standard_normal((4, 3, 9, 9)).astype(np.float32), rng.integers(0, 5, 4),
+                draw_dropout_masks(inference, 4, rng)) for _ in range(3)]
+    kept = np.concatenate([masks["blocks[9].branches[0].layers[4]"][:, 0, 0, 0] for _, _, masks in batches])
+    assert 0 < np.count_nonzero(kept) < len(kept)  # the drop_path both drops and keeps examples
+    trajectories = {}
+    for backend in (T, reference):
+        model = backend.build(spec, lockstep_dropout=True)
+        backend.set_weights(model, start)
+        optimizer = backend.make_optimizer(model, lr=0.05, momentum=0.9, weight_decay=1e-3)
+        losses = [backend.train_step(model, optimizer, x, y, dropout_masks=masks) for x, y, masks in batches]
+        trajectories[backend.NAME] = losses, backend.get_weights(model)
+    (losses, weights), (reference_losses, reference_weights) = trajectories["torch"], trajectories["reference"]
+    assert np.allclose(losses, reference_losses, rtol=1e-5, atol=0)
+    assert set(weights) == set(reference_weights)
+    for key in weights:
+        assert not np.array_equal(reference_weights[key], start[key]), key
+        assert rel(weights[key], reference_weights[key]) <= 2e-5, (key, rel(weights[key], reference_weights[key]))
