@@ -124,6 +124,7 @@ def test_example_in_process_writes_the_report_next_to_junit(pytester, loaded):
 
 @needs_torch_mxnet
 def test_example_under_xdist_keeps_each_framework_on_one_worker(pytester, monkeypatch):
+    pytest.importorskip("xdist", reason="pytest-xdist is not installed (it is in the test extra)")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     _example(pytester)
     result = pytester.runpytest_subprocess(*QUIET, "-n", "2", "--dist", "loadgroup",
@@ -263,11 +264,14 @@ def test_runs_in(framework):
 def test_chooses_its_own(framework):
     assert framework == "mine"
 ''')
-    result = run(pytester, "--netparity-frameworks", "torch,mxnet", "-rs", "-v")
+    result = run(pytester, "--netparity-frameworks", "torch,mxnet", "-rs", "-v", "--junitxml=j.xml")
     result.assert_outcomes(passed=2, skipped=1)
     result.stdout.fnmatch_lines(["*test_runs_in[[]torch] PASSED*", "*test_runs_in[[]mxnet] SKIPPED*",
                                  "SKIPPED*MXNet is not available for the 'mxnet' backend; install it with: "
                                  "pip install 'netparity[[]mxnet]'*"])
+    tests = {t["nodeid"]: (t["framework"], t["outcome"]) for t in _report(pytester.path / "j.netparity.json")["tests"]}
+    assert tests == {"test_fw.py::test_runs_in[torch]": ("torch", "passed"),
+                     "test_fw.py::test_runs_in[mxnet]": ("mxnet", "skipped")}  # not the test's own "framework"
 
 
 @needs_torch_mxnet

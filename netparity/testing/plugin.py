@@ -20,6 +20,7 @@ from .report import ATTRIBUTE, Collector, write
 
 GROUP_PREFIX = "netparity-"
 CROSS_GROUP = "netparity-cross-framework"  # tests that run several frameworks in one process
+FRAMEWORK_MARK = "netparity_framework"  # on each test the `framework` fixture parametrises
 
 
 @dataclass
@@ -106,6 +107,8 @@ def _state(config: pytest.Config) -> State:
 
 def pytest_configure(config: pytest.Config) -> None:
     state = config.stash[STATE] = _state(config)
+    config.addinivalue_line("markers", f"{FRAMEWORK_MARK}(name): the framework of a test that takes netparity's "
+                                       "`framework` fixture (set by the plugin)")
     if not state.xdist:  # so that tests grouped for xdist still run cleanly (--strict-markers) without it
         config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's group (netparity registers it "
                                            "when pytest-xdist is not installed)")
@@ -142,7 +145,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state = metafunc.config.stash[STATE]
     params = []
     for name in state.frameworks:
-        marks = []
+        marks = [getattr(pytest.mark, FRAMEWORK_MARK)(name)]
         if name not in state.installed():
             marks.append(pytest.mark.skip(reason=str(FrameworkMissing(name))))
         if state.xdist:
@@ -152,13 +155,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _framework_of(item) -> str | None:
-    callspec = getattr(item, "callspec", None)
-    return callspec.params.get("framework") if callspec is not None else None
+    """The framework netparity's `framework` fixture gives this test (not a test's own "framework" argument)."""
+    mark = item.get_closest_marker(FRAMEWORK_MARK)
+    return str(mark.args[0]) if mark is not None and mark.args else None
 
 
 def _is_netparity_test(item) -> bool:
-    names = getattr(item, "fixturenames", ())
-    return (_framework_of(item) is not None and "framework" in names) or "parity" in names
+    return _framework_of(item) is not None or "parity" in getattr(item, "fixturenames", ())
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (it renames node ids by group)
@@ -317,7 +320,7 @@ def parity(request) -> ParityCheck:
     netparity's check_parity and fails the test (with where and by how much) unless the spec is
     the same function everywhere. With the ``framework`` fixture: that framework only."""
     state = request.config.stash[STATE]
-    chosen = _framework_of(request.node) if "framework" in request.fixturenames else None
+    chosen = _framework_of(request.node)
     return ParityCheck((chosen,) if chosen else state.frameworks, state.device)
 
 
