@@ -253,25 +253,34 @@ def test_listed_by_name():
 # ---------------------------------------------------------------------------------------
 
 def test_framework_fixture_skips_a_missing_framework_with_the_reason(pytester, monkeypatch):
-    monkeypatch.setattr("netparity.backends.available", lambda: ["torch"])
+    import netparity.backends
+
+    installed = netparity.backends.is_installed
+    monkeypatch.setattr(netparity.backends, "is_installed", lambda module: module != "mxnet" and installed(module))
     pytester.makepyfile(test_fw='''
 import pytest
+from netparity.spec import Dense, Flatten, Spec
 
 def test_runs_in(framework):
     assert framework == "torch"
+
+def test_parity_of_missing_frameworks_is_skipped(parity):
+    parity(Spec("tiny", (1, 2, 2), (Flatten(), Dense(2))), frameworks=["mxnet"])
 
 @pytest.mark.parametrize("framework", ["mine"])
 def test_chooses_its_own(framework):
     assert framework == "mine"
 ''')
     result = run(pytester, "--netparity-frameworks", "torch,mxnet", "-rs", "-v", "--junitxml=j.xml")
-    result.assert_outcomes(passed=2, skipped=1)
+    result.assert_outcomes(passed=2, skipped=2)
     result.stdout.fnmatch_lines(["*test_runs_in[[]torch] PASSED*", "*test_runs_in[[]mxnet] SKIPPED*",
                                  "SKIPPED*MXNet is not available for the 'mxnet' backend; install it with: "
-                                 "pip install 'netparity[[]mxnet]'*"])
+                                 "pip install 'netparity[[]mxnet]'*",
+                                 "SKIPPED*parity of tiny: nothing to compare; mxnet: MXNet is not available*"])
     tests = {t["nodeid"]: (t["framework"], t["outcome"]) for t in _report(pytester.path / "j.netparity.json")["tests"]}
-    assert tests == {"test_fw.py::test_runs_in[torch]": ("torch", "passed"),
-                     "test_fw.py::test_runs_in[mxnet]": ("mxnet", "skipped")}  # not the test's own "framework"
+    assert tests == {"test_fw.py::test_runs_in[torch]": ("torch", "passed"),  # not the test's own "framework"
+                     "test_fw.py::test_runs_in[mxnet]": ("mxnet", "skipped"),
+                     "test_fw.py::test_parity_of_missing_frameworks_is_skipped": (None, "skipped")}
 
 
 @needs_torch_mxnet
