@@ -69,8 +69,9 @@ def test_check_passes_and_writes_json(tmp_path):
                            terminal_width=200)
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert data["ok"] is True and [r["framework"] for r in data["runs"]] == list(frameworks)
-    assert len(data["pairs"]) == len(frameworks) * (len(frameworks) - 1) // 2
+    assert data["ok"] is True and [r["framework"] for r in data["runs"]] == [*frameworks, "reference"]
+    # every framework pair, and every framework against the float64 reference
+    assert len(data["pairs"]) == len(frameworks) * (len(frameworks) - 1) // 2 + len(frameworks)
 
 
 def test_check_fails_with_exit_1_when_parity_breaks(tmp_path):
