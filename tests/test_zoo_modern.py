@@ -15,6 +15,7 @@ import pytest
 from netparity.backends import BACKEND_NAMES, available, get_backend
 from netparity.spec import BatchNorm, Conv2d, ChannelScale, Dense, Flatten, GlobalAvgPool, Sequence, Spec, SpecError
 from netparity.spec import init_weights, zoo
+from netparity.spec.flops import flops
 from netparity.spec.weights import weights_from_ordered
 
 from helpers import installed_or_skip
@@ -45,6 +46,18 @@ TORCHVISION_PARAMETERS = {
     "tv_resnext50_32x4d": 25_028_904,
     "tv_densenet121": 7_978_856,
 }
+# torchvision's published GFLOPS (the weights' meta "_ops": multiply-adds, 224 px)
+TORCHVISION_GMACS = {
+    "tv_mobilenet_v2": 0.301,
+    "tv_mobilenet_v3_small": 0.057,
+    "tv_efficientnet_b0": 0.386,
+    "tv_regnet_y_400mf": 0.402,
+    "tv_convnext_tiny": 4.456,
+    "tv_squeezenet1_1": 0.349,
+    "tv_shufflenet_v2_x1_0": 0.145,
+    "tv_resnext50_32x4d": 4.23,
+    "tv_densenet121": 2.834,
+}
 MODELS = list(REDUCED_SIZE)
 TOLERANCE = 1e-4  # max|a - b| / max|b|
 
@@ -72,6 +85,13 @@ def test_parameter_count_is_torchvisions_published_one(name):
     inference = spec.infer()
     assert inference.parameters == TORCHVISION_PARAMETERS[name]
     assert inference.output_shape == (1000,)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_multiply_adds_are_torchvisions_published_ones(name):
+    # an independent check of the structure: every conv's groups, kernel and stride count
+    macs = flops(zoo.get(name)).macs_per_image / 1e9
+    assert macs == pytest.approx(TORCHVISION_GMACS[name], rel=0.01)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -250,6 +270,7 @@ def test_mobilefacenet_spec():
     # counted by hand from Table 1: stem 2688, bottlenecks 841,472, conv_6sep 67,072, GDC 26,112,
     # dense 65,664, and the embedding BatchNorm's 128 betas
     assert inference.parameters == 1_003_136
+    assert flops(spec).macs_per_image == pytest.approx(221e6, rel=0.01)  # the paper's 221M MAdds
     last = inference.top_level()[-1]
     assert last.kind == "batchnorm" and not last.layer.scale and last.layer.center
     assert last.parameters == 128 and last.running_stats == 256
