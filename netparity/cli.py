@@ -117,6 +117,11 @@ def export(model: str = typer.Argument(..., help=MODEL_HELP),
     console.print(f"wrote {escape(str(path))}", highlight=False)
 
 
+def _check_device(device: str) -> None:
+    if device not in ("cpu", "gpu"):
+        _fail(f"--device must be cpu or gpu, got {device!r}")
+
+
 def _parse_frameworks(text: str) -> tuple[str, ...]:
     from netparity.backends import BACKEND_NAMES
 
@@ -140,6 +145,7 @@ def check(model: str = typer.Argument(..., help=MODEL_HELP),
     from netparity.compare import check_parity
     from netparity.compare.summary import print_parity
 
+    _check_device(device)
     spec = _load(model, input_size)
     result = check_parity(spec, _parse_frameworks(frameworks), batch=batch, seed=seed, device=device, rtol=rtol)
     print_parity(result, console)
@@ -156,6 +162,7 @@ def _train_settings(model, frameworks, epochs, batch_size, lr, momentum, weight_
     from netparity.compare.training import TrainSettings
 
     _known_model(model)
+    _check_device(device)
     return TrainSettings.for_model(
         model, frameworks=_parse_frameworks(frameworks), epochs=epochs, batch_size=batch_size, lr=lr,
         momentum=momentum, weight_decay=weight_decay, resize=resize, train_limit=train_limit,
@@ -335,8 +342,7 @@ def bench(models: Optional[list[str]] = typer.Argument(
     as a table, bench.json and a report (bench.html, bench.md, bench.png)."""
     from netparity.compare.bench import bench_command, bench_models, ceiling_entry
 
-    if device not in ("cpu", "gpu"):
-        _fail(f"--device must be cpu or gpu, got {device!r}")
+    _check_device(device)
     if measure_ceiling:
         try:
             entry = ceiling_entry(device=device, refresh=True)

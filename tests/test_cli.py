@@ -62,6 +62,13 @@ def test_check_unknown_framework():
     assert result.exit_code == 2 and "caffe" in result.output
 
 
+@pytest.mark.parametrize("command", ["check", "train", "compare", "bench"])
+def test_unknown_device_is_refused_before_anything_runs(command, tmp_path):
+    result = runner.invoke(app, [command, "lenet", "--device", "tpu", "--out" if command != "check" else "--batch",
+                                 str(tmp_path / "out") if command != "check" else "2"])
+    assert result.exit_code == 2 and result.output == "error: --device must be cpu or gpu, got 'tpu'\n", result.output
+
+
 def test_check_passes_and_writes_json(tmp_path):
     frameworks = installed_or_skip()
     out = tmp_path / "parity.json"
