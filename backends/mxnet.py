@@ -476,7 +476,9 @@ LAYER_BUILDERS = {
         layer.out_features, use_bias=layer.bias, flatten=False, in_units=row.input_shape[0]),
     "dropout": lambda layer, row, children: nn.Dropout(layer.p),
     "drop_path": _drop_path,
-    # A copy, not the input itself, so that a hybridized graph never outputs its own input.
+    # Gluon 1.9.1 has no nn.Identity (read). The identity op (a copy), not ``return x``: a
+    # hybridized graph whose output is its own input cannot be differentiated (measured:
+    # "Cannot differentiate node because it is not in a computational graph").
     "identity": lambda layer, row, children: nn.HybridLambda("identity"),
     "channel_shuffle": lambda layer, row, children: ChannelShuffle(layer.groups),
     "channel_slice": lambda layer, row, children: ChannelSlice(layer.start, layer.stop),
