@@ -3,6 +3,11 @@
 The canonical weight layout is PyTorch's own, so weights move without
 transposes; ``num_batches_tracked`` is a counter, not a weight, and stays out.
 PyTorch's SGD is also the reference the other backends' training follows.
+The spec's kinds follow PyTorch's definitions, so PyTorch's own modules build
+them wherever one exists (nn.Conv2d with dilation and groups, nn.PReLU, nn.GELU,
+nn.ChannelShuffle, ...); the small modules below cover the rest: per-side conv
+padding, LayerNorm over channels, layer scale, fixed normalisation, channel
+slices, stochastic depth and merged branches.
 """
 
 from __future__ import annotations
@@ -252,9 +257,9 @@ def _layernorm(layer, row, children):
 
 
 def _global_pool(pool):
-    def build(layer, row, children):
+    def builder(layer, row, children):
         return pool(1) if layer.keepdims else nn.Sequential(pool(1), nn.Flatten())
-    return build
+    return builder
 
 
 LAYER_BUILDERS = {
