@@ -271,7 +271,9 @@ def pad(a, widths, value: float = 0.0) -> Tensor:
     if not any(before or after for before, after in widths):
         return a
     inside = tuple(slice(before, before + size) for (before, _), size in zip(widths, a.shape))
-    return _node(np.pad(a.value, widths, constant_values=value), (a,), lambda g: (g[inside],))
+    padded = np.full(tuple(size + before + after for (before, after), size in zip(widths, a.shape)), value)
+    padded[inside] = a.value  # np.pad does the same, several times slower
+    return _node(padded, (a,), lambda g: (g[inside],))
 
 
 def windows(a, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> Tensor:
