@@ -332,7 +332,7 @@ def _torch_config(module, kind: str) -> dict:
     if kind == "batchnorm":
         return {"channels": module.num_features, "eps": float(module.eps),
                 "momentum": None if module.momentum is None else float(module.momentum),
-                "affine": module.affine, "scale": module.affine, "center": module.affine,
+                "affine": module.affine, "scale": module.weight is not None, "center": module.bias is not None,
                 "track_running_stats": module.track_running_stats}
     if kind == "prelu":
         return {"channels": int(module.num_parameters)}
@@ -897,6 +897,24 @@ def _keras_config(layer, kind: str, padding_before, axes=None, value=None) -> di
     return {"parameters": {v.path if hasattr(v, "path") else v.name: tuple(v.shape) for v in layer.weights}}
 
 
+@dataclass
+class _KerasEntry:
+    """One recorded call of a parameterised Keras layer, native values."""
+
+    op: Any
+    name: str
+    call: int
+    kind: str
+    value: Any  # its output (pre-activation for a fused activation)
+    perm: np.ndarray | None  # the flat feature order of its input
+    chw: tuple | None  # the (C, H, W) that flat order came from
+    padding_before: tuple | None  # a ZeroPadding2D feeding a conv
+    out_perm: Any  # the layout of its output
+    first_in: Any  # its (first) input
+    axes: tuple  # the layout of its input, canonical axis per native axis
+    stride: tuple | None = None  # a stride-1 conv followed by the Keras backend's Subsample2D
+
+
 class _KerasRun:
     """Runs a functional graph node by node, eagerly, recording parameterised calls."""
 
@@ -904,7 +922,8 @@ class _KerasRun:
         self.training = training
         self.channels_last = data_format == "channels_last"
         self.default_axes = (0, 2, 3, 1) if self.channels_last else (0, 1, 2, 3)
-        self.entries = []  # (layer, name, call, output value, perm, chw, padding_before)
+        self.entries: list[_KerasEntry] = []
+        self.conv_outputs = {}  # id(output value of a conv) -> its entry
         self.calls = {}
         self.dropout = []
         self.preactivation = {}
@@ -955,6 +974,8 @@ class _KerasRun:
                         parent_in = parent_op._inbound_nodes[parent_index].input_tensors
                         first_in = tensors.get(id(parent_in[0]), first_in) if parent_in else first_in
                 self.record(op, node, name, outs, in_perms, out_perms[0] if out_perms else None, first_in)
+                if in_values and id(in_values[0]) in self.conv_outputs and _is_subsample(op):
+                    self.fold_subsample(self.conv_outputs[id(in_values[0])], op, outs[0])
             for t, v, p in zip(node.outputs, outs, out_perms):
                 tensors[id(t)] = v
                 perms[id(t)] = p
@@ -1023,13 +1044,34 @@ class _KerasRun:
             parent = node.input_tensors[0]._keras_history[0]
             if isinstance(parent, keras.layers.ZeroPadding2D):
                 padding_before = tuple(tuple(int(v) for v in p) for p in parent.padding)
-        self.entries.append((op, name if call == 1 else f"{name}#{call}", call,
-                             self.preactivation.get(id(outs[0]), outs[0]), perm, chw,
-                             padding_before, out_perm, first_in, kind or "unknown", axes))
+        entry = _KerasEntry(op, name if call == 1 else f"{name}#{call}", call, kind or "unknown",
+                            self.preactivation.get(id(outs[0]), outs[0]), perm, chw, padding_before, out_perm,
+                            first_in, axes)
+        self.entries.append(entry)
+        if kind == "conv2d":
+            self.conv_outputs[id(outs[0])] = entry
+
+    def fold_subsample(self, entry: _KerasEntry, op, out) -> None:
+        """Keras refuses a strided dilated Conv2D, so netparity's Keras backend runs it at stride 1
+        and keeps every stride-th pixel (its Subsample2D): record the conv as the strided one."""
+        sh, sw = (int(v) for v in op.strides)
+        axis_h, axis_w = (list(self.axes(entry.out_perm)).index(a) for a in (2, 3))
+        index = [slice(None)] * 4
+        index[axis_h], index[axis_w] = slice(None, None, sh), slice(None, None, sw)
+        entry.value = entry.value[tuple(index)]
+        entry.stride = (sh, sw)
+        self.conv_outputs[id(out)] = entry
 
 
 def keras_linear():
     return sys.modules["keras"].activations.linear
+
+
+def _is_subsample(op) -> bool:
+    """netparity's Keras backend's Subsample2D (the backend is loaded whenever it built one)."""
+    backend = sys.modules.get(f"{__package__.rpartition('.')[0]}.backends.keras")
+    subsample = getattr(backend, "Subsample2D", None)
+    return subsample is not None and isinstance(op, subsample)
 
 
 def _keras_value(value) -> np.ndarray:
@@ -1074,15 +1116,17 @@ def _trace_keras(model, x, training: bool) -> Trace:
     layout = None if axes == runner.default_axes else axes  # an NCHW input the model permutes itself
     outs, perms = runner.run(graph, [keras.ops.convert_to_tensor(batch)], [layout], "")
     layers = []
-    for op, name, call, value, perm, chw, padding_before, out_perm, first_in, kind, axes in runner.entries:
-        output, layout = _to_canonical(_keras_value(value), channels_last, out_perm)
-        native_in = None if first_in is None else _keras_value(first_in)
-        received = None if native_in is None else _to_canonical(native_in, channels_last, perm)[0]
-        layers.append(TracedLayer(len(layers), name, kind, type(op).__name__, "keras",
-                                  _keras_config(op, kind, padding_before, axes, native_in), output, layout, received,
-                                  chw, call, op, perm))
+    for e in runner.entries:
+        output, layout = _to_canonical(_keras_value(e.value), channels_last, e.out_perm)
+        native_in = None if e.first_in is None else _keras_value(e.first_in)
+        received = None if native_in is None else _to_canonical(native_in, channels_last, e.perm)[0]
+        config = _keras_config(e.op, e.kind, e.padding_before, e.axes, native_in)
+        if e.stride is not None:
+            config.update(stride=e.stride, subsampled=True)
+        layers.append(TracedLayer(len(layers), e.name, e.kind, type(e.op).__name__, "keras", config, output, layout,
+                                  received, e.chw, e.call, e.op, e.perm))
     final, _ = _to_canonical(_keras_value(outs[0]), channels_last, perms[0])
-    ran = {id(entry[0]) for entry in runner.entries}
+    ran = {id(e.op) for e in runner.entries}
     untraced = [layer.name for layer in _keras_all_layers(model)
                 if layer is not model and _keras_graph(layer) is None and id(layer) not in ran
                 and (_keras_kind(layer) or layer.weights)]

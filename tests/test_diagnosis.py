@@ -48,6 +48,61 @@ def test_conv2d_matches_torch():
     assert D.rel_error(D.conv2d(x, w, b, (2, 2), ((1, 1), (1, 1))), expected) < 1e-12
 
 
+def test_conv2d_with_groups_and_dilation_matches_torch():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = RNG.normal(size=(2, 6, 11, 10))
+    cases = ((3, (2, 1), (1, 2), ((2, 1), (0, 1))),   # grouped, dilated in H, strided in W, asymmetric padding
+             (6, (2, 2), (2, 2), ((2, 2), (2, 2))),   # depthwise with multiplier 2: channel c*2+m reads input c
+             (1, (1, 3), (1, 1), ((0, 0), (3, 3))))
+    for groups, dilation, stride, ((t, b), (l, r)) in cases:
+        w, bias = RNG.normal(size=(12, 6 // groups, 3, 3)), RNG.normal(size=12)
+        expected = F.conv2d(F.pad(torch.tensor(x), (l, r, t, b)), torch.tensor(w), torch.tensor(bias), stride, 0,
+                            dilation, groups).numpy()
+        got = D.conv2d(x, w, bias, stride, ((t, b), (l, r)), dilation, groups)
+        assert got.shape == expected.shape and D.rel_error(got, expected) < 1e-12, (groups, dilation)
+
+
+def test_conv_hypotheses_on_a_dilated_depthwise_conv():
+    x = RNG.normal(size=(2, 4, 9, 9))
+    w, b = RNG.normal(size=(4, 1, 3, 3)), RNG.normal(size=4)
+    cfg = {"stride": 1, "padding": 2, "dilation": 2, "groups": 4}
+
+    def conv(weight=w, bias=b):
+        return D.conv2d(x, weight, bias, (1, 1), ((2, 2), (2, 2)), (2, 2), 4)
+
+    assert D.conv_hypotheses(x, {"weight": w, "bias": b}, cfg, conv(weight=w[:, :, ::-1, ::-1])) == "kernel_flipped"
+    assert D.conv_hypotheses(x, {"weight": w, "bias": b}, cfg, conv(bias=None)) == "missing_bias"
+    assert D.conv_hypotheses(x, {"weight": w, "bias": b}, cfg, conv()) is None
+    # an input whose channels do not fit the grouped weight: no hypothesis, no exception
+    assert D.conv_hypotheses(x[:, :2], {"weight": w, "bias": b}, cfg, conv()) is None
+
+
+def test_layernorm_matches_torch_and_its_eps_hypothesis():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = RNG.normal(size=(2, 5, 4, 3))
+    gamma, beta = RNG.uniform(0.5, 1.5, 5), RNG.normal(size=5)
+    # over the channels of each pixel (ConvNeXt's LayerNorm2d) and over flat features
+    expected = F.layer_norm(torch.tensor(x).permute(0, 2, 3, 1), (5,), torch.tensor(gamma), torch.tensor(beta),
+                            1e-5).permute(0, 3, 1, 2).numpy()
+    assert D.rel_error(D.layernorm(x, gamma, beta, 1e-5), expected) < 1e-12
+    flat = x[:, :, 0, 0]
+    expected = F.layer_norm(torch.tensor(flat), (5,), torch.tensor(gamma), torch.tensor(beta), 1e-5).numpy()
+    assert D.rel_error(D.layernorm(flat, gamma, beta, 1e-5), expected) < 1e-12
+    # small variances make epsilon visible: Keras' default 1e-3 where the reference has 1e-5
+    x = x * 0.05
+    weights = {"weight": gamma, "bias": beta}
+    assert D.layernorm_eps_hypothesis(x, weights, 1e-5, D.layernorm(x, gamma, beta, 1e-3)) == 1e-3
+    assert D.layernorm_eps_hypothesis(x, weights, 1e-5, D.layernorm(x, gamma, beta, 1e-5)) is None
+    assert D.layernorm_eps_hypothesis(x, weights, 1e-5, D.layernorm(x, gamma, -beta, 1e-5)) is None
+    code, message = D.diagnose({"first_divergence": 0, "reference_layers": [
+        Layer(name="ln", kind="layernorm", config={"eps": 1e-5}, input=x, weights=weights,
+              output=D.layernorm(x, gamma, beta, 1e-5))], "candidate_layers": [
+        Layer(name="ln", kind="layernorm", config={}, input=x, output=D.layernorm(x, gamma, beta, 1e-3))]})
+    assert code == "layernorm_eps" and "eps=0.001" in message
+
+
 def test_dense_hypotheses():
     x, w, b = RNG.normal(size=(4, 6)), RNG.normal(size=(6, 6)), RNG.normal(size=6)
     assert D.dense_hypotheses(x, {"weight": w, "bias": b}, x @ w + b) == "dense_not_transposed"
@@ -144,6 +199,38 @@ def test_diagnose_config_differences_first():
     assert code == "batchnorm_momentum" and "0.9" in message  # keras 0.1 means torch 0.9
     evidence["candidate_layers"] = [lay("bn1", momentum=0.9)]
     assert D.diagnose({**evidence, "training_only": False}) is None  # same momentum, no divergence
+
+
+def test_diagnose_layernorm_eps_and_norm_affine_from_the_config():
+    def lay(name, kind, **config):
+        return Layer(name=name, kind=kind, config=config, output=np.zeros((1, 2, 2, 2)))
+
+    code, message = D.diagnose({"first_divergence": 0, "reference_layers": [lay("ln", "layernorm", eps=1e-5)],
+                                "candidate_layers": [lay("ln", "layernorm", eps=1e-3)]})
+    assert code == "layernorm_eps" and "LayerNorm 'ln'" in message and "epsilon=1e-05" in message
+    code, message = D.diagnose({"first_divergence": 0, "reference_layers": [lay("bn", "batchnorm", scale=True)],
+                                "candidate_layers": [lay("bn", "batchnorm", scale=False)]})
+    assert code == "norm_affine" and "BatchNorm 'bn' has no learned scale" in message
+    # a missing learned shift in a layer that agrees (its beta is 0) is not the cause of a later divergence
+    evidence = {"first_divergence": 1, "reference_layers": [lay("ln", "layernorm", center=True), lay("c", "conv2d")],
+                "candidate_layers": [lay("ln", "layernorm", center=False), lay("c", "conv2d")]}
+    assert D.diagnose(evidence) is None
+
+
+def test_diagnose_names_prelu_and_groups_mismatches_where_alignment_stops():
+    def pair(kind, ref, cand):
+        return {"mismatch": {"reference": Layer(name="r", kind=kind, config=ref),
+                             "candidate": Layer(name="c", kind=kind, config=cand)}}
+
+    code, message = D.diagnose(pair("prelu", {"channels": 8}, {"channels": 1}))
+    assert code == "prelu_shared" and "'c' has one shared slope" in message and "nn.PReLU(8)" in message
+    assert D.diagnose(pair("prelu", {"channels": 1}, {"channels": 8}))[0] == "prelu_shared"
+    code, message = D.diagnose(pair("prelu", {"channels": 8}, {"channels": 8, "per_element": True,
+                                                                "alpha_shape": (4, 4, 8)}))
+    assert code == "prelu_per_element" and "shared_axes=[1, 2]" in message
+    code, message = D.diagnose(pair("conv2d", {"groups": 8, "in_channels": 8}, {"groups": 1, "in_channels": 8}))
+    assert code == "conv_groups" and "depthwise (groups 8" in message and "a full convolution" in message
+    assert D.diagnose(pair("prelu", {"channels": 8}, {"channels": 4})) is None  # another width: no diagnosis
 
 
 def test_diagnose_returns_none_without_a_pattern():

@@ -20,14 +20,15 @@ EQUIVALENT_AFTER_LAYOUT_AWARE_COPY = {"cnn-flatten_order-keras"}
 def verify(entry):
     from netparity.compare.port import verify_port
 
-    return verify_port(entry.reference_factory(), entry.factory(), input_shape=entry.input_shape,
-                       training_step=entry.training_only)
+    # as a user runs it: the training-mode comparison is on by default
+    return verify_port(entry.reference_factory(), entry.factory(), input_shape=entry.input_shape)
 
 
 @pytest.mark.parametrize("entry", CORRECT, ids=lambda e: e.name)
 def test_correct_port_is_equivalent(entry):
     report = verify(entry)
     assert report.alignment_error is None and report.equivalent, report.summary()
+    assert report.training is not None and report.training.meaningful and report.training.ok, report.summary()
 
 
 @pytest.mark.parametrize("entry", WRONG, ids=lambda e: e.name)

@@ -235,3 +235,32 @@ def test_modern_porting_mistakes_are_diagnosed(reference, candidate, code, index
         assert report.alignment_error and "shapes differ" in report.alignment_error, report.summary()
     else:
         assert report.first_divergence is not None and report.first_divergence.index == index, report.summary()
+
+
+SPEC_REFERENCES = [pytest.param(built, port, id=f"spec-{built}->{port}")
+                   for built, port in (("torch", "keras"), ("mxnet", "torch"), ("keras", "mxnet"))]
+
+
+@pytest.mark.parametrize("built,port", SPEC_REFERENCES)
+def test_a_spec_with_the_modern_kinds_verifies_against_hand_written_ports(built, port):
+    """The reference built from a spec by another framework's backend (its builders for prelu,
+    layernorm, depthwise/grouped/dilated conv2d, batchnorm without scale/center)."""
+    report = verify_port(modern.mobile_spec(), modern.FACTORIES["mobile", port](), framework=built)
+    assert report.reference_framework == built and report.candidate_framework == port
+    assert [row.kind for row in report.layers] == MODERN_KINDS["mobile"], report.summary()
+    assert report.equivalent and report.training.ok, report.summary()
+
+
+def test_a_strided_dilated_conv_the_keras_backend_subsamples_is_traced_as_strided():
+    """Keras refuses stride > 1 with dilation > 1 in Conv2D; netparity's Keras backend runs the conv at
+    stride 1 and keeps every other pixel (Subsample2D). The tracer records that pair as one strided conv."""
+    from netparity.spec import Conv2d, Dense, GlobalAvgPool, Spec
+
+    spec = Spec("strided_dilated", (3, 9, 9), (Conv2d(8, 3, padding=1), Conv2d(8, 3, stride=2, padding=2, dilation=2),
+                                               GlobalAvgPool(), Dense(5)))
+    tnn = modern.tnn
+    port = tnn.Sequential(tnn.Conv2d(3, 8, 3, padding=1), tnn.Conv2d(8, 8, 3, stride=2, padding=2, dilation=2),
+                          tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(8, 5)).eval()
+    report = verify_port(spec, port, framework="keras")
+    assert report.equivalent, report.summary()
+    assert report.layers[1].notes == [] and report.layers[1].max_abs < 1e-5

@@ -33,6 +33,18 @@ L = keras.layers
 SHAPE = (3, 8, 8)
 
 
+def mobile_spec():
+    """``mobile`` as a netparity spec (built by a backend when it is verify's reference)."""
+    from netparity.spec import Activation, BatchNorm, Conv2d, Dense, GlobalAvgPool, LayerNorm, PReLU, Spec
+
+    return Spec("mobile", SHAPE, (
+        Conv2d(8, 3, padding=1, bias=False), BatchNorm(), PReLU(),
+        Conv2d(8, 3, padding=2, dilation=2, groups=8), LayerNorm(),
+        Conv2d(16, 1, groups=2), Activation("relu"),
+        Conv2d(32, 3, stride=2, padding=1, groups=16), BatchNorm(scale=False, center=False),
+        GlobalAvgPool(), Dense(16), LayerNorm(), PReLU(), Dense(5)))
+
+
 # ----------------------------------------------------------------------------------------- PyTorch
 
 class LayerNorm2d(tnn.LayerNorm):
