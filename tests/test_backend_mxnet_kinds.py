@@ -423,7 +423,8 @@ def test_lockstep_drop_path_multiplies_by_the_given_mask():
 # SGD on a spec that uses every new kind, against the reference's float64 train_step
 # ---------------------------------------------------------------------------------------
 
-def every_kind_spec() -> Spec:
+def every_kind_spec(drop: float = 0.3) -> Spec:
+    """Every new kind in one trainable network; ``drop`` is drop_path's and dropout's p."""
     return Spec("mx_every_new_kind", (3, 11, 11), (
         Normalize((0.5, 0.4, 0.3), (0.2, 0.3, 0.25)),
         Pad2d((0, 1, 0, 1)),
@@ -432,7 +433,7 @@ def every_kind_spec() -> Spec:
         PReLU(),
         Branches(branches=(Identity(), Sequence(layers=(
             Conv2d(8, 3, padding=2, dilation=2, groups=8), LayerNorm(eps=1e-6), Activation("gelu"), Conv2d(8, 1),
-            ChannelScale(), DropPath(0.3)), parameter_order=(4, 0, 1, 2, 3, 5))), merge="add"),
+            ChannelScale(), DropPath(drop)), parameter_order=(4, 0, 1, 2, 3, 5))), merge="add"),
         Branches(branches=(Identity(), Sequence(layers=(
             GlobalAvgPool(keepdims=True), Conv2d(4, 1), Activation("silu"), Conv2d(8, 1),
             Activation("hardsigmoid")))), merge="mul"),
@@ -445,27 +446,30 @@ def every_kind_spec() -> Spec:
         Activation("elu", alpha=0.7),
         Branches(branches=(GlobalMaxPool(keepdims=True), Activation("softmax")), merge="add"),
         Branches(branches=(GlobalMaxPool(), GlobalAvgPool()), merge="concat"),
-        Dense(12), Activation("gelu", approximate="tanh"), LayerNorm(), Dropout(0.25), Dense(5),
+        Dense(12), Activation("gelu", approximate="tanh"), LayerNorm(), Dropout(drop), Dense(5),
     ))
 
 
-def trained(backend, spec, weights, steps):
-    """Lockstep SGD with momentum over ``steps``: (losses, weights after)."""
-    model = backend.build(spec, lockstep_dropout=True)
+def trained(backend, spec, weights, steps, **options):
+    """SGD with momentum over ``steps`` (masks given where built with lockstep_dropout=True):
+    (losses, weights after)."""
+    model = backend.build(spec, **options)
     backend.set_weights(model, weights)
     optimizer = backend.make_optimizer(model, lr=0.2, momentum=0.9)
-    losses = [backend.train_step(model, optimizer, x, y, dropout_masks=masks) for x, y, masks in steps]
+    lockstep = options.get("lockstep_dropout", False)
+    losses = [backend.train_step(model, optimizer, x, y, dropout_masks=masks if lockstep else None)
+              for x, y, masks in steps]
     return losses, backend.get_weights(model)
 
 
-def check_training_agrees(oracle):
-    spec = every_kind_spec()
+def check_training_agrees(oracle, drop=0.3, **mx_options):
+    spec = every_kind_spec(drop)
     weights = init_weights(spec, seed=7)
     rng = np.random.default_rng(8)
     steps = [(rng.standard_normal((4, *spec.input_shape)).astype(np.float32) * 0.3 + 0.4, rng.integers(0, 5, 4),
               draw_dropout_masks(spec.infer(), 4, rng)) for _ in range(3)]
-    mx_losses, mx_weights = trained(mxb, spec, weights, steps)
-    want_losses, want_weights = trained(oracle, spec, weights, steps)
+    mx_losses, mx_weights = trained(mxb, spec, weights, steps, **mx_options)
+    want_losses, want_weights = trained(oracle, spec, weights, steps, lockstep_dropout=True)
     assert np.allclose(mx_losses, want_losses, rtol=1e-5, atol=0), (mx_losses, want_losses)
     trainable = spec.infer().weight_layout(running_stats=False)
     for key in trainable:
@@ -485,4 +489,10 @@ def test_every_new_kind_trains_like_the_reference():
     assert {"normalize", "pad2d", "prelu", "layernorm", "channel_scale", "drop_path", "identity", "branches",
             "channel_slice", "channel_shuffle", "global_maxpool", "global_avgpool", "dropout", "batchnorm",
             "conv2d"} <= kinds
-    check_training_agrees(importlib.import_module("netparity.spec.reference"))
+    check_training_agrees(importlib.import_module("netparity.spec.reference"), lockstep_dropout=True)
+
+
+def test_every_new_kind_trains_hybridized():
+    """The same steps through one cached graph (execution="hybrid"), with dropout and drop_path
+    at p = 0 since a hybridized model draws its own masks."""
+    check_training_agrees(importlib.import_module("netparity.spec.reference"), drop=0.0, execution="hybrid")
