@@ -154,6 +154,8 @@ CASES = [
     ("conv dilation (2, 3) stride 2", [Conv2d(2, (3, 2), stride=2, padding=(1, 2), dilation=(2, 3))], (3, 11, 10)),
     ("conv depthwise stride 2", [Conv2d(6, 3, stride=2, padding=1, groups=6)], (6, 9, 9)),
     ("conv depthwise multiplier 2 no bias", [Conv2d(12, 3, groups=6, bias=False)], (6, 7, 8)),
+    ("conv depthwise dilation asymmetric padding", [Conv2d(4, 3, groups=4, padding=(1, 2, 0, 1), dilation=2)],
+     (4, 8, 7)),
     ("conv grouped", [Conv2d(6, 3, groups=3, padding=1)], (6, 5, 5)),
     ("conv asymmetric padding stride 2", [Conv2d(4, 3, stride=2, padding=(0, 1, 0, 1))], (3, 8, 8)),
     ("conv odd sizes", [Conv2d(3, (3, 2), stride=(2, 1), padding=(1, 0))], (3, 11, 6)),

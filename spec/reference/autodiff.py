@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .erf import erf as _erf
-
 
 class Tensor:
     """A value and, when it needs a gradient, the operation that made it."""
@@ -276,26 +274,63 @@ def pad(a, widths, value: float = 0.0) -> Tensor:
     return _node(padded, (a,), lambda g: (g[inside],))
 
 
+def _taps(size: tuple[int, int], kernel, stride, dilation):
+    """(i, j, rows, cols) of every kernel tap: the input slice it reads for each output pixel."""
+    extent = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    out = [(n - e) // s + 1 for n, e, s in zip(size, extent, stride)]
+    return [(i, j, slice(i * dilation[0], i * dilation[0] + (out[0] - 1) * stride[0] + 1, stride[0]),
+             slice(j * dilation[1], j * dilation[1] + (out[1] - 1) * stride[1] + 1, stride[1]))
+            for i in range(kernel[0]) for j in range(kernel[1])], out
+
+
 def windows(a, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> Tensor:
     """Every (dilated) kernel window over the last two axes: (..., H, W) becomes
     (..., OH, OW, kh, kw), a view of ``a`` (im2col without copying). The backward adds each
     tap's gradient back where the tap read, one strided slice per tap."""
     a = as_tensor(a)
+    taps, _ = _taps(a.shape[-2:], kernel, stride, dilation)
     extent = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
     view = np.lib.stride_tricks.sliding_window_view(a.value, extent, axis=(-2, -1))
     view = view[..., ::stride[0], ::stride[1], ::dilation[0], ::dilation[1]]
-    out_h, out_w = view.shape[-4:-2]
 
     def backward(g):
         grad = np.zeros(a.shape)
-        for i in range(kernel[0]):
-            rows = slice(i * dilation[0], i * dilation[0] + (out_h - 1) * stride[0] + 1, stride[0])
-            for j in range(kernel[1]):
-                cols = slice(j * dilation[1], j * dilation[1] + (out_w - 1) * stride[1] + 1, stride[1])
-                grad[..., rows, cols] += g[..., i, j]
+        for i, j, rows, cols in taps:
+            grad[..., rows, cols] += g[..., i, j]
         return (grad,)
 
     return _node(view, (a,), backward)
+
+
+def depthwise_conv(a, w, stride: tuple[int, int], dilation: tuple[int, int]) -> Tensor:
+    """A convolution whose every group has one input channel: ``a`` (N, C, H, W), already
+    padded, and ``w`` (C*m, kh, kw), output channel c*m + o reading input channel c. One
+    multiply-add per tap over the whole batch: im2col would copy kh*kw times the input to feed
+    N*C matrix products of one row each."""
+    a, w = as_tensor(a), as_tensor(w)
+    n, c = a.shape[:2]
+    multiplier = w.shape[0] // c
+    x = a.value if multiplier == 1 else np.repeat(a.value, multiplier, axis=1)
+    taps, (out_h, out_w) = _taps(a.shape[2:], w.shape[1:], stride, dilation)
+    out = np.zeros((n, w.shape[0], out_h, out_w))
+    for i, j, rows, cols in taps:
+        out += x[:, :, rows, cols] * w.value[:, i, j, None, None]
+
+    def backward(g):
+        ga = gw = None
+        if a.needs_grad:
+            ga = np.zeros(x.shape)
+            for i, j, rows, cols in taps:
+                ga[:, :, rows, cols] += g * w.value[:, i, j, None, None]
+            if multiplier > 1:
+                ga = ga.reshape(n, c, multiplier, *a.shape[2:]).sum(axis=2)
+        if w.needs_grad:
+            gw = np.empty(w.shape)
+            for i, j, rows, cols in taps:
+                gw[:, i, j] = np.einsum("nchw,nchw->c", g, x[:, :, rows, cols])
+        return ga, gw
+
+    return _node(out, (a, w), backward)
 
 
 def window_max(a, kernel: tuple[int, int], stride: tuple[int, int]) -> Tensor:
@@ -303,12 +338,10 @@ def window_max(a, kernel: tuple[int, int], stride: tuple[int, int]) -> Tensor:
     (..., OH, OW). One pass per tap, strictly greater wins, so the gradient goes to the first
     maximal tap in row-major order, where PyTorch's max pooling sends it."""
     a = as_tensor(a)
-    out_h, out_w = ((size - k) // s + 1 for size, k, s in zip(a.shape[-2:], kernel, stride))
-    taps = [(slice(i, i + (out_h - 1) * stride[0] + 1, stride[0]), slice(j, j + (out_w - 1) * stride[1] + 1, stride[1]))
-            for i in range(kernel[0]) for j in range(kernel[1])]
-    best = a.value[(..., *taps[0])].copy()
+    taps, _ = _taps(a.shape[-2:], kernel, stride, (1, 1))
+    best = a.value[..., taps[0][2], taps[0][3]].copy()
     winner = np.zeros(best.shape, dtype=np.intp)
-    for t, (rows, cols) in enumerate(taps[1:], start=1):
+    for t, (_, _, rows, cols) in enumerate(taps[1:], start=1):
         candidate = a.value[..., rows, cols]
         better = candidate > best
         np.copyto(best, candidate, where=better)
@@ -316,7 +349,7 @@ def window_max(a, kernel: tuple[int, int], stride: tuple[int, int]) -> Tensor:
 
     def backward(g):
         grad = np.zeros(a.shape)
-        for t, (rows, cols) in enumerate(taps):
+        for t, (_, _, rows, cols) in enumerate(taps):
             grad[..., rows, cols] += np.where(winner == t, g, 0.0)
         return (grad,)
 
@@ -342,6 +375,13 @@ def clip(a, low: float, high: float) -> Tensor:
 # Elementwise functions
 # ---------------------------------------------------------------------------------------
 
+def unary(a, value: np.ndarray, slope) -> Tensor:
+    """An elementwise function given by its value and its derivative: ``slope()`` returns
+    f'(a), computed only when a gradient is asked for."""
+    a = as_tensor(a)
+    return _node(value, (a,), lambda g: (g * slope(),))
+
+
 def exp(a) -> Tensor:
     a = as_tensor(a)
     value = np.exp(a.value)
@@ -365,8 +405,3 @@ def sigmoid(a) -> Tensor:
     small = np.exp(-np.abs(a.value))
     value = np.where(a.value >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
     return _node(value, (a,), lambda g: (g * value * (1.0 - value),))
-
-
-def erf(a) -> Tensor:
-    a = as_tensor(a)
-    return _node(_erf(a.value), (a,), lambda g: (g * (2.0 / np.sqrt(np.pi)) * np.exp(-a.value * a.value),))
