@@ -218,7 +218,8 @@ def _run_framework(name: str, spec: Spec, weights, draws: _Draws, device: str):
 
 
 def check_parity(spec, frameworks=BACKEND_NAMES, input_shape=None, batch: int = 2, seed: int = 0,
-                 device: str = "cpu", rtol: float = DEFAULT_RTOL, reference: bool = True) -> ParityResult:
+                 device: str = "cpu", rtol: float = DEFAULT_RTOL, reference: bool = True,
+                 weights: dict | None = None) -> ParityResult:
     """Build ``spec`` in each framework with the same weights and compare.
 
     ``spec`` is a Spec, a zoo name or a JSON path; ``input_shape`` is (C, H, W) or
@@ -227,11 +228,13 @@ def check_parity(spec, frameworks=BACKEND_NAMES, input_shape=None, batch: int = 
     device), and every framework is compared with it; False leaves it out for speed
     (then only framework pairs are compared). Naming "reference" among ``frameworks``
     asks for it as well. The result is ok only when at least one pair was compared.
+    ``weights``: canonical weights to use (an imported model's, keys and shapes of
+    ``weight_layout()``) instead of the random ones drawn from ``seed``.
     Raises SpecError for an invalid spec (before any framework is touched).
     """
     spec = _spec_with_input(load(spec), input_shape)
     inference = spec.infer()
-    weights = init_weights(inference, seed)
+    weights = init_weights(inference, seed) if weights is None else weights
     draws = _Draws(np.random.default_rng(seed), batch, inference.input_shape, inference.output_shape)
     names = [name for name in frameworks if name != REFERENCE]
     reference = reference or REFERENCE in frameworks
