@@ -131,6 +131,7 @@ def test_weights_from_ordered_reshapes_only_unit_axes():
     arrays = [rng.standard_normal(s) for s in [(4, 2, 3, 3), (4, 1, 1), (4,), (4,), (4,), (4,), (3, 4), (3,)]]
     weights = weights_from_ordered(small_spec(), arrays)
     assert list(weights) == list(small_spec().infer().weight_layout())
+    assert list(weights_from_ordered(small_spec().infer(), arrays)) == list(weights)  # an Inference works too
     assert weights["blocks[1].weight"].shape == (4,) and weights["blocks[1].weight"].dtype == np.float32
     np.testing.assert_array_equal(weights["blocks[1].weight"], arrays[1].reshape(4).astype(np.float32))
     # a Linear (out, in) into a 1x1 conv (out, in, 1, 1)

@@ -296,7 +296,8 @@ def tv_resnext50_32x4d(in_channels: int = 3, num_classes: int = 1000) -> Spec:
         layers: list[Layer] = []
         for unit in range(units):
             stride = 2 if stage > 0 and unit == 0 else 1
-            layers += bottleneck_residual(width, out, stride, groups, project=unit == 0 and (stride != 1 or channels != out))
+            project = stride != 1 or channels != out  # torchvision's downsample condition
+            layers += bottleneck_residual(width, out, stride, groups, project=project)
             channels = out
         blocks.append(Sequence(layers=tuple(layers), name=f"layer{stage + 1}"))
     blocks += [GlobalAvgPool(name="avgpool"), Dense(num_classes, name="fc")]
