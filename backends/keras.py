@@ -999,9 +999,19 @@ def _compiled_call(model, record, training: bool):
     return calls[training]
 
 
+def _check_masks_in_training(record: BuildRecord, training: bool) -> None:
+    """A lockstep model's MaskedDropout layers have no mask outside train_step: say so here,
+    before TensorFlow wraps the layer's error into a StagingError traceback."""
+    if training and _masked_layers(record):
+        raise BackendError("keras: a lockstep_dropout model ran in training mode without a dropout mask "
+                           f"(for {', '.join(_masked_layers(record))}); train it with "
+                           "train_step(..., dropout_masks=...)")
+
+
 def forward(model, x, training: bool = False) -> np.ndarray:
     """NCHW in; the output in PyTorch's layout (float32 whatever the precision)."""
     record = record_of(model, NAME)
+    _check_masks_in_training(record, training)
     batch = _to_nhwc(as_input(x, record, NAME))
     run = _compiled_call(model, record, training) if _backend() == "tensorflow" \
         else lambda tensor: model(tensor, training=training)
@@ -1032,6 +1042,7 @@ def _layer_model(model, record: BuildRecord):
 def forward_layers(model, x, training: bool = False) -> dict[str, np.ndarray]:
     """The output of every layer and block, by spec path, in PyTorch's layout."""
     record = record_of(model, NAME)
+    _check_masks_in_training(record, training)
     probe, paths = _layer_model(model, record)
     batch = _to_nhwc(as_input(x, record, NAME))
     with _scope(record):
@@ -1044,6 +1055,7 @@ def forward_layers(model, x, training: bool = False) -> dict[str, np.ndarray]:
 def input_gradient(model, x, upstream, training: bool = False) -> np.ndarray:
     """d(sum(model(x) * upstream)) / dx, NCHW; ``upstream`` is in the output's canonical layout."""
     record = record_of(model, NAME)
+    _check_masks_in_training(record, training)
     batch = _to_nhwc(as_input(x, record, NAME))
     upstream = np.asarray(upstream, dtype=np.float32)
     expected = (batch.shape[0], *record.inference.output_shape)
