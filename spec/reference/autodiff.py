@@ -302,6 +302,42 @@ def windows(a, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple
     return _node(view, (a,), backward)
 
 
+def conv2d(a, w, stride: tuple[int, int], dilation: tuple[int, int], groups: int) -> Tensor:
+    """Convolution of ``a`` (N, C, H, W), already padded, with ``w`` (O, C/G, kh, kw): im2col
+    (one strided copy per tap) and one matrix product per group, weight (G, O/G, K) @ columns
+    (N, G, K, OH*OW), K = (C/G)*kh*kw in the weight's own order. One node rather than a chain,
+    so that the columns (kh*kw times the input) are kept only when the weight's gradient is
+    wanted; the input's gradient needs the weight alone."""
+    a, w = as_tensor(a), as_tensor(w)
+    n, c, height, width = a.shape
+    out_channels, per_group, kh, kw = w.shape
+    taps, (out_h, out_w) = _taps((height, width), (kh, kw), stride, dilation)
+    grouped = a.value.reshape(n, groups, per_group, height, width)
+    cols = np.empty((n, groups, per_group, kh, kw, out_h, out_w))
+    for i, j, rows, columns in taps:
+        cols[:, :, :, i, j] = grouped[..., rows, columns]
+    cols = cols.reshape(n, groups, per_group * kh * kw, out_h * out_w)
+    kernel = w.value.reshape(groups, out_channels // groups, per_group * kh * kw)
+    out = (kernel @ cols).reshape(n, out_channels, out_h, out_w)
+    kept = cols if w.needs_grad else None
+    del cols
+
+    def backward(g):
+        g = g.reshape(n, groups, out_channels // groups, out_h * out_w)
+        ga = gw = None
+        if a.needs_grad:
+            dcols = (np.swapaxes(kernel, -1, -2) @ g).reshape(n, groups, per_group, kh, kw, out_h, out_w)
+            ga = np.zeros(grouped.shape)
+            for i, j, rows, columns in taps:
+                ga[..., rows, columns] += dcols[:, :, :, i, j]
+            ga = ga.reshape(a.shape)
+        if w.needs_grad:
+            gw = (g @ np.swapaxes(kept, -1, -2)).sum(axis=0).reshape(w.shape)
+        return ga, gw
+
+    return _node(out, (a, w), backward)
+
+
 def depthwise_conv(a, w, stride: tuple[int, int], dilation: tuple[int, int]) -> Tensor:
     """A convolution whose every group has one input channel: ``a`` (N, C, H, W), already
     padded, and ``w`` (C*m, kh, kw), output channel c*m + o reading input channel c. One

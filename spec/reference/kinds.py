@@ -33,21 +33,14 @@ def _image_pads(top: int, bottom: int, left: int, right: int):
 # ---------------------------------------------------------------------------------------
 
 def conv2d(layer, x, run, path):
-    """im2col and one matmul per group: weight (G, O/G, K) @ columns (N, G, K, OH*OW), K being
-    (C/G)*kh*kw in the weight's own (in, kh, kw) order; depthwise convolutions tap by tap."""
-    n, c = x.shape[:2]
-    g, (kh, kw) = layer.groups, layer.kernel
-    weight = run.param(path, "weight")
+    """im2col and a matrix product per group; depthwise convolutions tap by tap."""
+    kh, kw = layer.kernel
     padded = ad.pad(x, _image_pads(*layer.pads))
-    if g == c:  # depthwise: one input channel per group
+    weight = run.param(path, "weight")
+    if layer.groups == x.shape[1]:  # depthwise: one input channel per group
         y = ad.depthwise_conv(padded, ad.reshape(weight, (layer.out_channels, kh, kw)), layer.stride, layer.dilation)
-        return y + per_channel(run.param(path, "bias"), 4) if layer.bias else y
-    cols = ad.windows(padded, layer.kernel, layer.stride, layer.dilation)
-    out_h, out_w = cols.shape[2:4]
-    cols = ad.reshape(cols, (n, g, c // g, out_h, out_w, kh, kw))
-    cols = ad.reshape(ad.transpose(cols, (0, 1, 2, 5, 6, 3, 4)), (n, g, (c // g) * kh * kw, out_h * out_w))
-    kernel = ad.reshape(weight, (g, layer.out_channels // g, (c // g) * kh * kw))
-    y = ad.reshape(kernel @ cols, (n, layer.out_channels, out_h, out_w))
+    else:
+        y = ad.conv2d(padded, weight, layer.stride, layer.dilation, layer.groups)
     return y + per_channel(run.param(path, "bias"), 4) if layer.bias else y
 
 
