@@ -372,15 +372,26 @@ def test_every_kind_lockstep_sgd_follows_the_reference():
         assert rel(weights[key], reference_weights[key]) <= 2e-5, (key, rel(weights[key], reference_weights[key]))
 
 
-def test_every_kind_trains_without_lockstep_and_resumes_from_a_checkpoint(tmp_path):
+def layout_spec() -> Spec:
+    """Every weight whose Keras layout differs from PyTorch's in a new way (depthwise kernel,
+    PReLU's (1, 1, C) alpha, per-feature vectors in (H, W, C) order), with drawn dropout and
+    drop_path masks."""
+    return Spec("keras_layouts", (4, 6, 6), (
+        Conv2d(8, 3, padding=1, groups=4), PReLU(), LayerNorm(), ChannelScale(), DropPath(0.3),
+        Conv2d(4, 3, stride=2, padding=2, dilation=2, groups=2), Flatten(), LayerNorm(), PReLU(), ChannelScale(),
+        BatchNorm(scale=False), Dropout(0.2), Dense(5)))
+
+
+def test_new_kinds_train_without_lockstep_and_resume_from_a_checkpoint(tmp_path):
     """Drawn dropout and drop_path masks: every trainable weight moves; a checkpoint taken
-    after two steps (momentums through the depthwise, PReLU and (H, W, C) layouts and back)
-    continues exactly as the uninterrupted run."""
-    spec = every_kind_spec()
+    after two steps (momentums through the new layouts to the canonical one and back)
+    continues exactly as the uninterrupted run, drawn masks included."""
+    spec = layout_spec()
     start = init_weights(spec, seed=2, nontrivial=False)
-    x, y, _ = lockstep_batches(spec)[0]
+    rng = np.random.default_rng(9)
+    x, y = rng.standard_normal((6, *spec.input_shape)).astype(np.float32), rng.integers(0, 5, 6)
     keras.utils.set_random_seed(0)
-    model, _ = built(spec)
+    model = K.build(spec)
     K.set_weights(model, start)
     optimizer = K.make_optimizer(model, lr=0.05, momentum=0.9, weight_decay=1e-4)
     assert optimizer.keys == list(spec.infer().weight_layout(running_stats=False))
@@ -390,10 +401,10 @@ def test_every_kind_trains_without_lockstep_and_resumes_from_a_checkpoint(tmp_pa
     for key in optimizer.keys:
         assert not np.array_equal(moved[key], start[key]), f"{key} did not move"
 
-    K.save_checkpoint(model, optimizer, tmp_path / "every.npz")
+    K.save_checkpoint(model, optimizer, tmp_path / "layouts.npz")
     resumed = K.build(spec)
     resumed_optimizer = K.make_optimizer(resumed, lr=0.01, momentum=0.9, weight_decay=1e-4)
-    K.load_checkpoint(resumed, resumed_optimizer, tmp_path / "every.npz")
+    K.load_checkpoint(resumed, resumed_optimizer, tmp_path / "layouts.npz")
     for a, b in zip(optimizer.native.momentums, resumed_optimizer.native.momentums):
         assert np.array_equal(K.ops.convert_to_numpy(a), K.ops.convert_to_numpy(b))
     K.train_step(model, optimizer, x, y)
@@ -403,7 +414,7 @@ def test_every_kind_trains_without_lockstep_and_resumes_from_a_checkpoint(tmp_pa
 
 
 # ---------------------------------------------------------------------------------------
-# The same on the jax Keras backend (KERAS_BACKEND is fixed per process)
+# The same on the jax and torch Keras backends (KERAS_BACKEND is fixed per process)
 # ---------------------------------------------------------------------------------------
 
 OTHER_BACKEND_SCRIPT = textwrap.dedent("""
@@ -442,7 +453,7 @@ OTHER_BACKEND_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("backend", ["jax"])
+@pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_new_kinds_on_other_keras_backends(backend):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed: the Keras {backend} backend cannot be checked")
