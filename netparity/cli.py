@@ -140,14 +140,22 @@ def check(model: str = typer.Argument(..., help=MODEL_HELP),
           seed: int = typer.Option(0, help="Seed of the canonical weights and inputs."),
           device: str = typer.Option("cpu", help="cpu or gpu."),
           rtol: float = typer.Option(1e-4, help="Relative tolerance: max|a-b| / max|b| per layer."),
-          json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the full result here.")):
+          json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the full result here."),
+          weights: Optional[Path] = typer.Option(None, "--weights", help="Canonical weights (.npz, as `netparity "
+                                                 "import` writes) instead of random ones from --seed.")):
     """Check shape, parameter and numerical parity of MODEL across frameworks (exit 0 only if all hold)."""
     from netparity.compare import check_parity
     from netparity.compare.summary import print_parity
 
     _check_device(device)
     spec = _load(model, input_size)
-    result = check_parity(spec, _parse_frameworks(frameworks), batch=batch, seed=seed, device=device, rtol=rtol)
+    given = None
+    if weights is not None:
+        from netparity.backends.importing import read_weights_file
+
+        given = read_weights_file(weights, spec)  # WeightsFileError naming the key that does not fit
+    result = check_parity(spec, _parse_frameworks(frameworks), batch=batch, seed=seed, device=device, rtol=rtol,
+                          weights=given)
     print_parity(result, console)
     if json_path:
         write_atomic(json_path, result.to_json() + "\n")
@@ -312,6 +320,48 @@ def verify(reference: str = typer.Argument(..., help="Zoo name, spec JSON, or mo
 
     raise typer.Exit(verify_command(reference, candidate, input_size=input_size, json_path=json_path,
                                     framework=framework, eval_only=eval_only))
+
+
+@app.command("import")
+def import_command(
+        source: str = typer.Argument(..., help="PREFIX-symbol.json (an MXNet checkpoint; weights from --params) or "
+                                               "FILE.py:FACTORY returning an MXNet Gluon HybridBlock."),
+        out: Path = typer.Option(..., "-o", "--out", help="Where to write the spec JSON."),
+        weights: Optional[Path] = typer.Option(None, "--weights", help="Where to write the canonical weights "
+                                                                       "(.npz; default: beside the spec, .npz)."),
+        params: Optional[Path] = typer.Option(None, "--params", help="The checkpoint's weights, PREFIX-0000.params "
+                                                                     "(default: the one beside the symbol file)."),
+        input_size: Optional[str] = typer.Option(None, help="Square input size N, or C,H,W (default: the "
+                                                            "source's own, where it states one)."),
+        output: Optional[str] = typer.Option(None, help="The source's internal output to keep, e.g. fc1_output "
+                                                        "(the embedding of a face model)."),
+        name: Optional[str] = typer.Option(None, help="The spec's name (default: from the source).")):
+    """Import a model from another framework into a spec and canonical weights. Before writing, the
+    spec built in PyTorch (else Keras) with those weights must reproduce the source's own output (max
+    relative error 1e-5 on random and adversarial inputs); exit 1, naming the first differing layer, if
+    not. Without the source framework, says so and checks the build against the NumPy reference."""
+    from netparity.backends.importing import (default_weights_path, import_source, self_check, summary_lines,
+                                              write_imported)
+
+    imported = import_source(source, params=params, input_size=_import_size(input_size), output=output, name=name)
+    check = self_check(imported)
+    for line in summary_lines(imported, check):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if not check.ok:
+        _fail(f"import self-check failed at {check.first_layer or 'the output'}: nothing written", code=1)
+    weights_path = weights or default_weights_path(out)
+    write_imported(imported, out, weights_path)
+    console.print(f"wrote {out} and {weights_path}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _import_size(text: Optional[str]):
+    """``--input-size`` of import: N or C,H,W."""
+    if text is None:
+        return None
+    parts = [part.strip() for part in text.replace("x", ",").split(",")]
+    if len(parts) in (1, 3) and all(part.isdigit() and int(part) > 0 for part in parts):
+        return int(parts[0]) if len(parts) == 1 else tuple(int(part) for part in parts)
+    _fail(f"--input-size must be a positive integer N or C,H,W, got {text!r}")
 
 
 @app.command()

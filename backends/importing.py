@@ -1,0 +1,494 @@
+"""``netparity import``: a model from another framework's files becomes a spec and canonical weights,
+checked against the source before anything is written.
+
+SOURCE forms (``SOURCE_FORMS``; an unknown form is an ImportSourceError listing them):
+
+- ``PREFIX-symbol.json`` with ``params=PREFIX-0000.params``: an MXNet checkpoint (Module API
+  ``save_checkpoint``, Gluon ``HybridBlock.export``), read without MXNet
+  (``mxnet_checkpoint.symbol.import_symbol``);
+- ``FILE.py:FACTORY``: the model a factory function returns; an MXNet Gluon ``HybridBlock`` goes
+  through ``mxnet_checkpoint.gluon.import_block`` (needs MXNet).
+
+Extension points for the PyTorch and Keras importers (issue 11): ``FACTORY_IMPORTERS`` maps the
+framework of a factory's model ("torch", "keras", as ``compare.native.framework_of`` names it) to
+an importer ``(model, input_shape) -> ImportedModel``, and ``PREFIXED_SOURCES`` maps a source prefix
+(``torchvision:``, ``keras.applications:``) to ``(name, input_size) -> ImportedModel``. Each
+importer fills ``ImportedModel``; this module runs the self-check and writes the files.
+
+The self-check (``self_check``) builds the imported spec in PyTorch, else Keras, else the NumPy
+reference, with the imported weights, and compares its output with the source's own (the source
+framework running the source files, when installed) on random and adversarial inputs
+(``compare.port.make_inputs``); without the source framework it says so and compares the build
+with the float64 NumPy reference layer by layer instead.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..spec import Spec
+from ..spec.errors import NetparityError
+from ..spec.files import atomic_writer
+from .frameworks import FrameworkMissing
+
+SELF_CHECK_RTOL = 1e-5  # max |a - b| / max |b| of the final output, per input batch
+SELF_CHECK_FRAMEWORKS = ("torch", "keras")  # the first installed one builds the spec
+
+SOURCE_FORMS = (
+    ("PREFIX-symbol.json --params PREFIX-0000.params",
+     "an MXNet checkpoint (Module API save_checkpoint, Gluon HybridBlock.export), read without MXNet"),
+    ("FILE.py:FACTORY", "a Python file whose function FACTORY returns an MXNet Gluon HybridBlock (needs MXNet)"),
+)
+PLANNED_FORMS = ("PyTorch (torchvision:NAME, FILE.py:FACTORY returning an nn.Module) and Keras "
+                 "(keras.applications:NAME, a .keras file, FILE.py:FACTORY returning a keras.Model) sources are "
+                 "planned (issue 11)")
+
+
+class ImportSourceError(NetparityError, ValueError):
+    """A SOURCE that cannot be imported as given: an unknown form, a missing file, a params file
+    that cannot be found, an option that does not apply."""
+
+
+class WeightsFileError(NetparityError, ValueError):
+    """A canonical weights ``.npz`` that does not fit its spec: unreadable, a key missing or extra,
+    a shape that differs."""
+
+
+@dataclass
+class ImportedModel:
+    """An imported model: the spec, its canonical weights (PyTorch's names and layouts, keys
+    ``Inference.weight_layout()``), what it came from, and the notes a user must read (semantics
+    that were mapped, outputs that were dropped).
+
+    Optional, filled by an importer when it can:
+    ``source_input`` / ``source_output``: the source's input and the output the spec reproduces
+    (MXNet: the data variable and an internal output such as ``fc1_output``; None: the source's
+    only input, its first output). ``source_counts``: the source's own parameter counts, printed
+    beside the spec's (keys ``trainable`` and ``running_stats``, plus any the importer explains).
+    ``runner``: how to run the source itself (``forward(x)``, optionally ``layers(x)`` by source
+    node name, ``framework``); None with ``runner_missing`` saying why (its framework is absent).
+    Spec layers keep their source node's name, which is how a difference is traced to a layer."""
+
+    spec: Spec
+    weights: dict[str, np.ndarray]
+    source: str
+    source_framework: str
+    notes: list[str] = field(default_factory=list)
+    source_input: str | None = None
+    source_output: str | None = None
+    source_counts: dict[str, int] | None = None
+    runner: object | None = field(default=None, repr=False)
+    runner_missing: str = ""
+
+
+# -- sources ---------------------------------------------------------------------------------------
+
+def _forms() -> str:
+    return "; ".join(f"{form} ({meaning})" for form, meaning in SOURCE_FORMS)
+
+
+def _unknown(source: str, why: str) -> ImportSourceError:
+    return ImportSourceError(f"cannot import {source!r}: {why}. SOURCE is one of: {_forms()}. {PLANNED_FORMS}")
+
+
+def _read_symbol(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ImportSourceError(f"{path}: cannot read: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ImportSourceError(f"{path}: not a UTF-8 text file, so not an MXNet symbol JSON") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ImportSourceError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict) or "nodes" not in data or "heads" not in data:
+        if isinstance(data, dict) and "blocks" in data and "input_shape" in data:
+            raise ImportSourceError(f"{path} is a netparity spec already; use it with check, show or verify")
+        raise ImportSourceError(f"{path}: not an MXNet symbol file (a JSON object with 'nodes' and 'heads')")
+    return data
+
+
+def _params_path(symbol_path: Path, params: str | Path | None) -> Path:
+    """``--params`` as given, else the one ``PREFIX-NNNN.params`` beside ``PREFIX-symbol.json``."""
+    if params is not None:
+        path = Path(params)
+        if not path.is_file():
+            raise ImportSourceError(f"--params {str(params)!r}: no such file")
+        return path
+    name = symbol_path.name
+    prefix = name[: -len("-symbol.json")] if name.endswith("-symbol.json") else symbol_path.stem
+    found = sorted(symbol_path.parent.glob(f"{prefix}-[0-9][0-9][0-9][0-9].params"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise ImportSourceError(f"{symbol_path}: no {prefix}-NNNN.params beside it; give the weights with "
+                                "--params FILE")
+    raise ImportSourceError(f"{symbol_path}: several epochs beside it ({', '.join(p.name for p in found)}); "
+                            "choose one with --params FILE")
+
+
+def _symbol_input(symbol: dict, params: dict, where: str) -> str:
+    """The symbol's input: the one variable the params file does not hold (labels aside)."""
+    from .mxnet_checkpoint.params import split_prefixes
+
+    args, auxs = split_prefixes(params)
+    free = [n["name"] for n in symbol["nodes"] if n.get("op") == "null" and n["name"] not in args
+            and n["name"] not in auxs and not n["name"].endswith("_label")]
+    if len(free) != 1:
+        raise ImportSourceError(f"{where}: expected one input variable that the .params file does not hold, found "
+                                f"{len(free)}: {', '.join(free) or 'none'}")
+    return free[0]
+
+
+def _import_mxnet_checkpoint(source: str, params, input_shape, output, name) -> ImportedModel:
+    from .mxnet_checkpoint import read_params
+    from .mxnet_checkpoint.source import checkpoint_counts, checkpoint_runner, input_channels, kept_output
+    from .mxnet_checkpoint.symbol import TRAINING_HEADS, import_symbol
+
+    symbol_path = Path(source)
+    if not symbol_path.is_file():
+        raise ImportSourceError(f"{source!r}: no such file")
+    symbol = _read_symbol(symbol_path)
+    params_path = _params_path(symbol_path, params)
+    arrays = read_params(params_path)
+    input_name = _symbol_input(symbol, arrays, str(symbol_path))
+    if isinstance(input_shape, int):
+        channels = input_channels(symbol, arrays, input_name)
+        if channels is None:
+            raise ImportSourceError(f"{symbol_path}: the input's channel count cannot be read from a first "
+                                    "convolution or BatchNorm; give the input shape as --input-size C,H,W")
+        input_shape = (channels, input_shape, input_shape)
+    try:
+        imported = import_symbol(str(symbol_path), arrays, input_shape=input_shape, output=output, name=name)
+    except NetparityError as error:
+        if str(symbol_path) in str(error):
+            raise
+        raise ImportSourceError(f"{symbol_path}: {error}") from error  # which file, for the one-line error
+    imported.source = f"{symbol_path} + {params_path}"
+    imported.source_input = imported.source_input or input_name
+    imported.source_output = imported.source_output or kept_output(symbol, output, TRAINING_HEADS)
+    if imported.source_counts is None:
+        imported.source_counts = checkpoint_counts(symbol, arrays)
+    try:
+        imported.runner = checkpoint_runner(symbol, arrays, imported.source_input, imported.source_output,
+                                            where=str(symbol_path))
+    except FrameworkMissing as missing:
+        imported.runner_missing = str(missing)
+    return imported
+
+
+def _first_conv_channels(model, framework: str) -> int | None:
+    from ..compare.port import _first_conv_channels
+
+    return _first_conv_channels(model, framework)
+
+
+def _import_gluon_block(block, input_size, output, source: str) -> ImportedModel:
+    from .mxnet_checkpoint.gluon import import_block
+    from .mxnet_checkpoint.source import block_runner
+
+    if output is not None:
+        raise ImportSourceError(f"{source!r}: --output picks an internal output of a symbol file; a Gluon block's "
+                                "output is what it returns (export it and import the symbol to choose another)")
+    input_shape = input_size
+    if isinstance(input_size, int):
+        channels = _first_conv_channels(block, "mxnet")
+        if not channels:
+            raise ImportSourceError(f"{source!r}: the block's input channels cannot be read from its first "
+                                    "convolution; give the input shape as C,H,W")
+        input_shape = (channels, input_size, input_size)
+    if input_shape is None:
+        raise ImportSourceError(f"{source!r}: a Gluon block does not state its input size; give --input-size")
+    imported = import_block(block, tuple(input_shape))
+    imported.source = source
+    imported.runner = block_runner(block)
+    return imported
+
+
+# framework of a factory's model -> importer(model, input_size, output, source)
+FACTORY_IMPORTERS: dict[str, Callable] = {"mxnet": _import_gluon_block}
+# source prefix ("torchvision:") -> importer(rest, input_size, output, name); issue 11 adds its own
+PREFIXED_SOURCES: dict[str, Callable] = {}
+
+
+def _import_factory(source: str, input_size, output, name) -> ImportedModel:
+    from ..compare.native import framework_of
+    from ..compare.port import load_factory
+
+    model = load_factory(source)  # PortError (a NetparityError) for a bad file or factory
+    framework = framework_of(model)
+    importer = FACTORY_IMPORTERS.get(framework)
+    if importer is None:
+        raise _unknown(source, f"its factory returns a {framework} model ({type(model).__name__}), which cannot be "
+                               "imported yet")
+    imported = importer(model, input_size, output, source)
+    if name:
+        imported.spec = Spec(name, imported.spec.input_shape, imported.spec.blocks, imported.spec.description)
+    return imported
+
+
+def _input_shape(input_size) -> tuple[int, int, int] | int | None:
+    if input_size is None or isinstance(input_size, int):
+        return input_size
+    shape = tuple(int(v) for v in input_size)
+    if len(shape) != 3:
+        raise ImportSourceError(f"input size must be N or (C, H, W), got {input_size!r}")
+    return shape
+
+
+def import_source(source: str, *, params=None, input_size=None, output: str | None = None,
+                  name: str | None = None) -> ImportedModel:
+    """Import SOURCE (see the module docstring) into an ImportedModel, not yet checked or written.
+    ``input_size``: a square size N or (C, H, W); ``output``: the source's internal output to keep
+    (a symbol's node, ``fc1`` or ``fc1_output``); ``name``: the spec's name. Bad input raises a
+    NetparityError naming what and where."""
+    source = str(source)
+    input_size = _input_shape(input_size)
+    for prefix, importer in PREFIXED_SOURCES.items():
+        if source.startswith(prefix):
+            return importer(source[len(prefix):], input_size, output, name)
+    path_text, colon, function = source.rpartition(":")
+    if colon and path_text.endswith(".py"):
+        if params is not None:
+            raise ImportSourceError(f"--params applies to a symbol file, not to {source!r}")
+        return _import_factory(source, input_size, output, name)
+    if source.endswith(".py"):
+        raise _unknown(source, f"name the factory function too, e.g. {source}:build_model")
+    if source.endswith(".json"):
+        return _import_mxnet_checkpoint(source, params, input_size, output, name)
+    if source.endswith(".params"):
+        raise _unknown(source, "a .params file holds weights only; give the -symbol.json with --params")
+    raise _unknown(source, "not a form netparity knows")
+
+
+# -- the self-check --------------------------------------------------------------------------------
+
+@dataclass
+class SelfCheck:
+    """The imported spec, built in ``built_in`` with the imported weights, against ``against``:
+    the source run by its own framework (``source_ran``), or the NumPy reference when that
+    framework is absent (``why_not``). ``errors``: the final output's max relative error per
+    input batch. ``first_layer``: where a failure starts, when it can be traced."""
+
+    built_in: str
+    against: str
+    source_ran: bool
+    why_not: str
+    rtol: float
+    errors: dict[str, float] = field(default_factory=dict)
+    first_layer: str | None = None
+    detail: str = ""
+
+    @property
+    def worst(self) -> float:
+        return max(self.errors.values(), default=float("inf"))
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.errors) and self.worst <= self.rtol
+
+
+def _build(spec: Spec, weights: dict, frameworks) -> tuple[object, object, str]:
+    from . import get_backend
+    from ..spec import reference
+
+    for name in frameworks:
+        try:
+            backend = get_backend(name)
+        except FrameworkMissing:
+            continue
+        model = backend.build(spec)
+        backend.set_weights(model, weights)
+        return backend, model, f"{name} {backend.version()}"
+    model = reference.build(spec)
+    reference.set_weights(model, weights)
+    return reference, model, "the NumPy reference (float64; neither PyTorch nor Keras is installed)"
+
+
+def _first_differing(inference, ours: dict, theirs: dict, rtol: float, by_name: bool) -> tuple[str, float] | None:
+    """The first row (execution order) whose output differs beyond ``rtol``: ``theirs`` is keyed by
+    spec path, or by source node name (= the spec layer's name) when ``by_name``."""
+    from ..compare.parity import relative_error
+
+    for row in inference.execution_order():
+        key = row.layer.name if by_name else row.path
+        if row.path not in ours or key not in theirs or np.shape(theirs[key]) != np.shape(ours[row.path]):
+            continue
+        _, rel = relative_error(ours[row.path], theirs[key])
+        if rel > rtol:
+            label = f"{row.path} ({row.layer.name}, {row.layer.describe()})" if row.layer.name else row.path
+            return label, rel
+    return None
+
+
+def self_check(imported: ImportedModel, rtol: float = SELF_CHECK_RTOL,
+               frameworks=SELF_CHECK_FRAMEWORKS) -> SelfCheck:
+    """Build the imported spec with its weights and compare it with the source (see the module
+    docstring). Never raises for a numerical difference: the result says where it starts."""
+    from ..compare.parity import relative_error
+    from ..compare.port import make_inputs
+    from ..spec import reference
+
+    inference = imported.spec.infer()
+    inputs = make_inputs(inference.input_shape)
+    backend, model, built_in = _build(imported.spec, imported.weights, frameworks)
+    runner = imported.runner
+    if runner is not None:
+        check = SelfCheck(built_in, f"{runner.framework} running {imported.source}", True, "", rtol)
+        source_out = runner.forward
+    else:
+        check = SelfCheck(built_in, "the float64 NumPy reference of the same spec and weights", False,
+                          imported.runner_missing or f"{imported.source_framework} cannot run here", rtol)
+        ref_model = reference.build(imported.spec)
+        reference.set_weights(ref_model, imported.weights)
+
+        def source_out(x):
+            return reference.forward(ref_model, x)
+
+    for label, x in inputs.items():
+        ours, theirs = backend.forward(model, x), np.asarray(source_out(x))
+        if ours.shape != theirs.shape:
+            check.errors[label] = float("inf")
+            check.detail = (f"output shape {ours.shape[1:]} per example where the source gives "
+                            f"{theirs.shape[1:]}")
+            break
+        check.errors[label] = relative_error(ours, theirs)[1]
+    if not check.ok and not check.detail:
+        _locate(check, imported, inference, backend, model, inputs)
+    return check
+
+
+def _locate(check: SelfCheck, imported, inference, backend, model, inputs) -> None:
+    """Name the first layer that differs on the worst input: against the source's node outputs
+    when the source ran and states them, else (or when none matches) the build against the
+    NumPy reference."""
+    from ..spec import reference
+
+    worst = max(check.errors, key=check.errors.get)
+    x = inputs[worst]
+    ours = backend.forward_layers(model, x)
+    runner = imported.runner
+    if runner is not None and getattr(runner, "layers", None) is not None:
+        found = _first_differing(inference, ours, runner.layers(x), check.rtol, by_name=True)
+        if found:
+            check.first_layer = found[0]
+            check.detail = (f"on the {worst!r} input, layer {found[0]} differs from the source's node "
+                            f"{found[0].split(' (')[-1].split(',')[0]} by {found[1]:.1e}")
+            return
+    ref_model = reference.build(imported.spec)
+    reference.set_weights(ref_model, imported.weights)
+    found = _first_differing(inference, ours, reference.forward_layers(ref_model, x), check.rtol, by_name=False)
+    if found:
+        check.first_layer = found[0]
+        check.detail = (f"on the {worst!r} input, {check.built_in} differs from the NumPy reference of the "
+                        f"same spec from layer {found[0]} on ({found[1]:.1e}): a backend problem, not the import")
+        return
+    last = inference.top_level()[-1]
+    check.first_layer = f"{last.path} ({last.layer.name})" if last.layer.name else last.path
+    check.detail = (f"on the {worst!r} input the final output differs by {check.errors[worst]:.1e}; no source "
+                    "node output matches a spec layer before it, so the difference is placed at the output")
+
+
+# -- the summary ---------------------------------------------------------------------------------
+
+def _count_line(imported: ImportedModel, inference) -> str:
+    line = (f"parameters: {inference.parameters:,} trainable + {inference.running_stats:,} running statistics")
+    counts = imported.source_counts
+    if counts is None:
+        return line + "; the source's own count is not known"
+    trainable, running = counts.get("trainable"), counts.get("running_stats")
+    same = (trainable, running) == (inference.parameters, inference.running_stats)
+    line += (f"; source: {trainable:,} trainable + {running:,} running statistics "
+             f"({'equal' if same else 'DIFFERENT'})")
+    others = {k: v for k, v in counts.items() if k not in ("trainable", "running_stats") and v}
+    if others.get("fixed_gamma"):
+        line += (f"; the file also holds {others.pop('fixed_gamma'):,} values of BatchNorm gammas that fix_gamma "
+                 "fixes at 1 (MXNet ignores them, so the spec does)")
+    line += "".join(f"; {key.replace('_', ' ')}: {value:,}" for key, value in others.items())
+    return line
+
+
+def summary_lines(imported: ImportedModel, check: SelfCheck | None = None) -> list[str]:
+    """What ``netparity import`` prints: the model, its layers and parameters against the source's
+    count, the notes, the self-check."""
+    from collections import Counter
+
+    from ..spec.layers import show_shape
+
+    inference = imported.spec.infer()
+    kinds = Counter(row.layer.kind for row in inference.leaves())
+    lines = [f"imported {imported.source} ({imported.source_framework}) as spec {imported.spec.name!r}: input "
+             f"{show_shape(inference.input_shape)}, output {show_shape(inference.output_shape)}"
+             + (f" (the source's output {imported.source_output!r})" if imported.source_output else ""),
+             f"layers: {len(inference.leaves())} ("
+             + ", ".join(f"{kind} {count}" for kind, count in kinds.most_common()) + ")",
+             _count_line(imported, inference)]
+    lines += [f"note: {note}" for note in imported.notes]
+    if check is None:
+        return lines
+    inputs = ", ".join(check.errors)
+    if not check.source_ran:
+        lines.append(f"self-check: the source's own output could not be checked here: {check.why_not}")
+    verdict = "ok" if check.ok else "FAILED"
+    lines.append(f"self-check: {check.built_in} against {check.against}: max relative error {check.worst:.1e} "
+                 f"(limit {check.rtol:g}) on {len(check.errors)} input batches ({inputs}): {verdict}")
+    if check.detail:
+        lines.append(f"self-check: {check.detail}")
+    return lines
+
+
+# -- files -------------------------------------------------------------------------------------------
+
+def write_imported(imported: ImportedModel, spec_path, weights_path) -> None:
+    """The spec JSON and the weights ``.npz`` (canonical keys), each written atomically."""
+    with atomic_writer(weights_path, "wb") as stream:
+        np.savez(stream, **imported.weights)
+    imported.spec.save(spec_path)
+
+
+def read_weights_file(path, spec: Spec) -> dict[str, np.ndarray]:
+    """Canonical float32 weights for ``spec`` from an ``.npz`` (``netparity import --weights``).
+    WeightsFileError naming the file and the first key that does not fit."""
+    path = Path(path)
+    layout = spec.infer().weight_layout()
+    try:
+        stored = np.load(path, allow_pickle=False)
+        if isinstance(stored, np.ndarray):
+            raise WeightsFileError(f"{path}: a single .npy array, not an .npz of named weights")
+        with stored:
+            arrays = {key: stored[key] for key in stored.files}
+    except OSError as error:
+        raise WeightsFileError(f"{path}: cannot read: {error.strerror or error}") from None
+    except (ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise WeightsFileError(f"{path}: not a NumPy .npz file ({error})") from None
+    missing = [key for key in layout if key not in arrays]
+    if missing:
+        raise WeightsFileError(f"{path}: no weight {missing[0]!r} (shape {tuple(layout[missing[0]])}) for spec "
+                               f"{spec.name!r}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    extra = [key for key in arrays if key not in layout]
+    if extra:
+        raise WeightsFileError(f"{path}: weight {extra[0]!r} is not in spec {spec.name!r}"
+                               + (f" ({len(extra) - 1} more)" if len(extra) > 1 else ""))
+    for key, shape in layout.items():
+        if arrays[key].shape != tuple(shape):
+            raise WeightsFileError(f"{path}: weight {key!r} has shape {arrays[key].shape}, the spec expects "
+                                   f"{tuple(shape)}")
+    return {key: np.asarray(arrays[key], np.float32) for key in layout}
+
+
+def default_weights_path(spec_path) -> Path:
+    """``model.json`` -> ``model.npz`` beside it."""
+    spec_path = Path(spec_path)
+    return spec_path.with_suffix(".npz") if spec_path.suffix == ".json" else Path(f"{spec_path}.npz")
+
+
+__all__ = ["ImportedModel", "ImportSourceError", "WeightsFileError", "SelfCheck", "SOURCE_FORMS", "import_source",
+           "self_check", "summary_lines", "write_imported", "read_weights_file", "default_weights_path", "FACTORY_IMPORTERS",
+           "PREFIXED_SOURCES"]
