@@ -302,37 +302,59 @@ def windows(a, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple
     return _node(view, (a,), backward)
 
 
-def conv2d(a, w, stride: tuple[int, int], dilation: tuple[int, int], groups: int) -> Tensor:
-    """Convolution of ``a`` (N, C, H, W), already padded, with ``w`` (O, C/G, kh, kw): im2col
-    (one strided copy per tap) and one matrix product per group, weight (G, O/G, K) @ columns
-    (N, G, K, OH*OW), K = (C/G)*kh*kw in the weight's own order. One node rather than a chain,
-    so that the columns (kh*kw times the input) are kept only when the weight's gradient is
-    wanted; the input's gradient needs the weight alone."""
-    a, w = as_tensor(a), as_tensor(w)
-    n, c, height, width = a.shape
+def _correlate(x: np.ndarray, w: np.ndarray, stride, dilation, groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """(output, columns) of the convolution of values ``x`` (N, C, H, W) and ``w`` (O, C/G, kh, kw):
+    im2col (one strided copy per tap) and one matrix product per group, weight (G, O/G, K) @
+    columns (N, G, K, OH*OW), K = (C/G)*kh*kw in the weight's own order."""
+    n, c, height, width = x.shape
     out_channels, per_group, kh, kw = w.shape
     taps, (out_h, out_w) = _taps((height, width), (kh, kw), stride, dilation)
-    grouped = a.value.reshape(n, groups, per_group, height, width)
+    grouped = x.reshape(n, groups, per_group, height, width)
     cols = np.empty((n, groups, per_group, kh, kw, out_h, out_w))
     for i, j, rows, columns in taps:
         cols[:, :, :, i, j] = grouped[..., rows, columns]
     cols = cols.reshape(n, groups, per_group * kh * kw, out_h * out_w)
-    kernel = w.value.reshape(groups, out_channels // groups, per_group * kh * kw)
-    out = (kernel @ cols).reshape(n, out_channels, out_h, out_w)
+    out = w.reshape(groups, out_channels // groups, per_group * kh * kw) @ cols
+    return out.reshape(n, out_channels, out_h, out_w), cols
+
+
+def conv2d(a, w, stride: tuple[int, int], dilation: tuple[int, int], groups: int) -> Tensor:
+    """Convolution of ``a`` (N, C, H, W), already padded, with ``w`` (O, C/G, kh, kw). One node
+    rather than a chain, so that the columns (kh*kw times the input) are kept only when the
+    weight's gradient is wanted."""
+    a, w = as_tensor(a), as_tensor(w)
+    out, cols = _correlate(a.value, w.value, stride, dilation, groups)
     kept = cols if w.needs_grad else None
     del cols
+    n, c, height, width = a.shape
+    out_channels, per_group, kh, kw = w.shape
+    out_h, out_w = out.shape[2:]
+
+    def input_gradient(g):
+        if stride == (1, 1):
+            # the correlation of g, padded by the dilated kernel's extent less one, with the kernel
+            # flipped and its channels swapped within each group: im2col and a product again, cheaper
+            # than adding kh*kw column gradients back into place
+            eh, ew = ((k - 1) * d for k, d in zip((kh, kw), dilation))
+            padded = np.zeros((n, out_channels, out_h + 2 * eh, out_w + 2 * ew))
+            padded[:, :, eh:eh + out_h, ew:ew + out_w] = g
+            flipped = w.value.reshape(groups, out_channels // groups, per_group, kh, kw)[..., ::-1, ::-1]
+            flipped = flipped.transpose(0, 2, 1, 3, 4).reshape(c, out_channels // groups, kh, kw)
+            return _correlate(padded, flipped, (1, 1), dilation, groups)[0]
+        kernel = w.value.reshape(groups, out_channels // groups, per_group * kh * kw)
+        dcols = np.swapaxes(kernel, -1, -2) @ g.reshape(n, groups, out_channels // groups, out_h * out_w)
+        dcols = dcols.reshape(n, groups, per_group, kh, kw, out_h, out_w)
+        grad = np.zeros((n, groups, per_group, height, width))
+        for i, j, rows, columns in _taps((height, width), (kh, kw), stride, dilation)[0]:
+            grad[..., rows, columns] += dcols[:, :, :, i, j]
+        return grad.reshape(a.shape)
 
     def backward(g):
-        g = g.reshape(n, groups, out_channels // groups, out_h * out_w)
-        ga = gw = None
-        if a.needs_grad:
-            dcols = (np.swapaxes(kernel, -1, -2) @ g).reshape(n, groups, per_group, kh, kw, out_h, out_w)
-            ga = np.zeros(grouped.shape)
-            for i, j, rows, columns in taps:
-                ga[..., rows, columns] += dcols[:, :, :, i, j]
-            ga = ga.reshape(a.shape)
+        ga = input_gradient(g) if a.needs_grad else None
+        gw = None
         if w.needs_grad:
-            gw = (g @ np.swapaxes(kept, -1, -2)).sum(axis=0).reshape(w.shape)
+            flat = g.reshape(n, groups, out_channels // groups, out_h * out_w)
+            gw = (flat @ np.swapaxes(kept, -1, -2)).sum(axis=0).reshape(w.shape)
         return ga, gw
 
     return _node(out, (a, w), backward)
