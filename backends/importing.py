@@ -312,9 +312,10 @@ def _build(spec: Spec, weights: dict, frameworks) -> tuple[object, object, str]:
     return reference, model, "the NumPy reference (float64; neither PyTorch nor Keras is installed)"
 
 
-def _first_differing(inference, ours: dict, theirs: dict, rtol: float, by_name: bool) -> tuple[str, float] | None:
-    """The first row (execution order) whose output differs beyond ``rtol``: ``theirs`` is keyed by
-    spec path, or by source node name (= the spec layer's name) when ``by_name``."""
+def _first_differing(inference, ours: dict, theirs: dict, rtol: float, by_name: bool):
+    """(row, relative error) of the first row (execution order) whose output differs beyond
+    ``rtol``, or None: ``theirs`` is keyed by spec path, or by source node name (= the spec
+    layer's name) when ``by_name``."""
     from ..compare.parity import relative_error
 
     for row in inference.execution_order():
@@ -323,9 +324,12 @@ def _first_differing(inference, ours: dict, theirs: dict, rtol: float, by_name: 
             continue
         _, rel = relative_error(ours[row.path], theirs[key])
         if rel > rtol:
-            label = f"{row.path} ({row.layer.name}, {row.layer.describe()})" if row.layer.name else row.path
-            return label, rel
+            return row, rel
     return None
+
+
+def _label(row) -> str:
+    return f"{row.path} ({row.layer.name}, {row.layer.describe()})" if row.layer.name else row.path
 
 
 def self_check(imported: ImportedModel, rtol: float = SELF_CHECK_RTOL,
@@ -378,20 +382,21 @@ def _locate(check: SelfCheck, imported, inference, backend, model, inputs) -> No
     if runner is not None and getattr(runner, "layers", None) is not None:
         found = _first_differing(inference, ours, runner.layers(x), check.rtol, by_name=True)
         if found:
-            check.first_layer = found[0]
-            check.detail = (f"on the {worst!r} input, layer {found[0]} differs from the source's node "
-                            f"{found[0].split(' (')[-1].split(',')[0]} by {found[1]:.1e}")
+            row, rel = found
+            check.first_layer = _label(row)
+            check.detail = (f"on the {worst!r} input, layer {check.first_layer} differs from the source's node "
+                            f"{row.layer.name!r} by {rel:.1e}")
             return
     ref_model = reference.build(imported.spec)
     reference.set_weights(ref_model, imported.weights)
     found = _first_differing(inference, ours, reference.forward_layers(ref_model, x), check.rtol, by_name=False)
     if found:
-        check.first_layer = found[0]
+        row, rel = found
+        check.first_layer = _label(row)
         check.detail = (f"on the {worst!r} input, {check.built_in} differs from the NumPy reference of the "
-                        f"same spec from layer {found[0]} on ({found[1]:.1e}): a backend problem, not the import")
+                        f"same spec from layer {check.first_layer} on ({rel:.1e}): a backend problem, not the import")
         return
-    last = inference.top_level()[-1]
-    check.first_layer = f"{last.path} ({last.layer.name})" if last.layer.name else last.path
+    check.first_layer = _label(inference.top_level()[-1])
     check.detail = (f"on the {worst!r} input the final output differs by {check.errors[worst]:.1e}; no source "
                     "node output matches a spec layer before it, so the difference is placed at the output")
 
