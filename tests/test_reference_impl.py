@@ -387,3 +387,63 @@ def test_lockstep_model_needs_masks_in_training_mode():
     free = reference.build(spec)  # draws its own masks, from a seeded generator
     out = reference.forward(free, np.ones((2, 1, 4, 4)), training=True)
     assert out.shape == (2, 3)
+
+
+# ---------------------------------------------------------------------------------------
+# The reference in check_parity
+# ---------------------------------------------------------------------------------------
+
+def _tampered_reference(target: str):
+    """A stand-in framework: the reference itself, with one weight 1% off on the way in (a
+    mistake every framework could share)."""
+    from types import SimpleNamespace
+
+    def set_weights(model, weights):
+        weights = dict(weights)
+        weights[target] = weights[target] * 1.01
+        reference.set_weights(model, weights)
+
+    return SimpleNamespace(**{**{name: getattr(reference, name) for name in reference.__all__},
+                              "set_weights": set_weights})
+
+
+def test_check_parity_compares_every_framework_with_the_reference(monkeypatch):
+    from netparity.compare import parity
+
+    honest = parity._backend
+    monkeypatch.setattr(parity, "_backend", lambda name: reference if name in ("fake_a", "fake_b") else
+                        _tampered_reference("blocks[4].weight") if name == "fake_wrong" else honest(name))
+    result = parity.check_parity("lenet_bn", ("fake_a", "fake_wrong", "fake_b"))
+    assert [r.framework for r in result.runs] == ["fake_a", "fake_wrong", "fake_b", "reference"]
+    assert result.frameworks == ["fake_a", "fake_wrong", "fake_b"] and result.reference
+    assert [(p.a, p.b) for p in result.pairs] == [
+        ("fake_a", "fake_wrong"), ("fake_a", "fake_b"), ("fake_wrong", "fake_b"),
+        ("fake_a", "reference"), ("fake_wrong", "reference"), ("fake_b", "reference")]
+    for pair in result.pairs:
+        wrong = "fake_wrong" in (pair.a, pair.b)
+        assert pair.ok is not wrong
+        assert pair.first_divergence == ("blocks[4]" if wrong else None)
+    assert not result.ok and result.shape_parity and result.parameter_parity
+
+
+def test_a_check_that_compares_nothing_is_not_ok(monkeypatch):
+    from netparity.compare import parity
+
+    monkeypatch.setattr(parity, "_backend", lambda name: reference)
+    alone = parity.check_parity("lenet", ("fake",), reference=False)
+    assert alone.pairs == [] and not alone.compared and not alone.ok
+    assert alone.to_dict()["compared"] is False and alone.to_dict()["ok"] is False
+    only_reference = parity.check_parity("lenet", ())
+    assert [r.framework for r in only_reference.runs] == ["reference"] and not only_reference.ok
+    with_reference = parity.check_parity("lenet", ("fake",))
+    assert [(p.a, p.b) for p in with_reference.pairs] == [("fake", "reference")] and with_reference.ok
+
+
+def test_one_installed_framework_is_a_real_check_against_the_reference():
+    pytest.importorskip("torch")
+    from netparity.compare import check_parity
+
+    result = check_parity("lenet_bn", ("torch",))
+    assert result.frameworks == ["torch"] and [(p.a, p.b) for p in result.pairs] == [("torch", "reference")]
+    pair, = result.pairs
+    assert result.ok and 0 < pair.output_max_rel <= 1e-6 and 0 < pair.gradient_max_rel <= 1e-5
