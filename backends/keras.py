@@ -7,13 +7,21 @@ docs/framework-differences.md); this module closes each gap explicitly:
   convolutions and pooling only through oneDNN. The public functions take and
   return NCHW, and flat tensors in PyTorch's (C, H, W) flatten order.
 - ``Flatten`` of an NHWC tensor orders features (H, W, C). The build record
-  notes which flat tensors are such flattenings, so that the weights of a
-  dense or batchnorm layer reading them are permuted on the way in and out,
-  and captured outputs are put back into (C, H, W) order.
+  notes which flat tensors are such flattenings. Elementwise and per-feature
+  layers keep that order (ORDER_KEEPING_KINDS): the weights of dense,
+  batchnorm, layernorm, prelu and channel_scale layers reading them, and the
+  constants of normalize, are permuted on the way in and out. Layers that pick
+  features by PyTorch's index (channel_slice) and merges of flat tensors in
+  different orders (branches, residual, concat) reorder to (C, H, W) first.
+  Captured outputs are put back into (C, H, W) order.
 - Padding is always explicit with a 'valid' op: Keras' 'same' pads stride-2
   windows asymmetrically, zero padding leaks into max pools over negative
   inputs, Keras has no ceil mode and no count_include_pad. The pooling
   geometry comes from ``spec.pooling`` so every backend uses the same numbers.
+- Where a Keras layer or op of the same name computes something else than the
+  spec's (PyTorch's) definition, or refuses an argument PyTorch takes, the
+  builder says so where it chooses (gelu's defaults, negative leaky slopes,
+  Conv2D's refusal of stride with dilation, Normalization's sqrt(variance)).
 
 Custom layers use ``keras.ops`` only, so the model runs on the tensorflow,
 jax and torch Keras backends.
