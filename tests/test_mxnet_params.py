@@ -198,6 +198,19 @@ def test_old_formats_against_mxnet_loader(mx, record, tmp_path):
     assert_same(read_params(unnamed), {str(i): v.asnumpy() for i, v in enumerate(loaded)})
 
 
+def test_v3_records_without_mxnet(tmp_path):
+    """V3 (NumPy shape semantics): the V2 layout under another magic, where ndim 0 is a scalar."""
+    arrays = {"scalar": np.array(1.5, np.float32), "matrix": sample("int8", (2, 3))}
+    path = tmp_path / "v3.params"
+    path.write_bytes(list_file([v2_record(a, FLAGS[a.dtype.name], magic=0xF993FACA) for a in arrays.values()],
+                               list(arrays)))
+    assert_same(read_params(path), arrays)
+    assert [item.version for item in read_ndarray_file(path)] == ["V3", "V3"]
+    written = tmp_path / "ours.params"
+    write_params(written, arrays, np_shape=True)
+    assert written.read_bytes() == path.read_bytes()
+
+
 def test_bfloat16_widens_exactly():
     values = np.array([1.0, -2.5, 3.140625, 65280.0], np.float32)  # exactly representable in bfloat16
     upper = (values.view(np.uint32) >> 16).astype("<u2")
