@@ -385,10 +385,12 @@ def test_params_that_do_not_match_the_symbol(exported, importers, tmp_path):
 
 # -- without MXNet: a subprocess where `import mxnet` fails ---------------------------------------------------
 
-def run_without_mxnet(tmp_path: Path, *args) -> subprocess.CompletedProcess:
-    blocker = tmp_path / "no_mxnet"
-    (blocker / "mxnet").mkdir(parents=True, exist_ok=True)
-    (blocker / "mxnet" / "__init__.py").write_text("raise ImportError('mxnet is blocked for this test')\n")
+def run_without_mxnet(tmp_path: Path, *args, blocked=("mxnet",)) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess where importing each of ``blocked`` raises ImportError."""
+    blocker = tmp_path / "blocked"
+    for module in blocked:
+        (blocker / module).mkdir(parents=True, exist_ok=True)
+        (blocker / module / "__init__.py").write_text(f"raise ImportError('{module} is blocked for this test')\n")
     paths = [str(blocker)]
     command = [sys.executable, "-m", "netparity.cli"]
     if STANDIN:
@@ -418,3 +420,14 @@ def test_import_without_mxnet_says_so_and_checks_the_reference(exported, tmp_pat
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "gluon_model.py" in errors[0] and "MXNet" in errors[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_import_without_mxnet_or_torch_builds_in_keras(exported, tmp_path):
+    pytest.importorskip("keras")
+    out = tmp_path / "net.json"
+    done = run_without_mxnet(tmp_path, "import", exported["symbol"], "-o", out, "--input-size", SIZE,
+                             blocked=("mxnet", "torch"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = " ".join(done.stdout.split())
+    assert "self-check: keras " in text and "against the float64 NumPy reference" in text and ": ok" in text
+    assert relative(build_output(out, tmp_path / "net.npz", exported["x"]), exported["expected"]) <= 1e-5
