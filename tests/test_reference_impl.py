@@ -157,6 +157,8 @@ CASES = [
     ("conv depthwise dilation asymmetric padding", [Conv2d(4, 3, groups=4, padding=(1, 2, 0, 1), dilation=2)],
      (4, 8, 7)),
     ("conv grouped", [Conv2d(6, 3, groups=3, padding=1)], (6, 5, 5)),
+    ("conv 1x1 grouped", [Conv2d(4, 1, groups=2)], (6, 3, 5)),
+    ("conv 1x1 stride 2 padded", [Conv2d(3, 1, stride=2, padding=1)], (2, 5, 6)),
     ("conv asymmetric padding stride 2", [Conv2d(4, 3, stride=2, padding=(0, 1, 0, 1))], (3, 8, 8)),
     ("conv odd sizes", [Conv2d(3, (3, 2), stride=(2, 1), padding=(1, 0))], (3, 11, 6)),
     ("pad2d", [Pad2d((1, 2, 0, 3))], (2, 4, 5)),

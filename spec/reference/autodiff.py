@@ -289,9 +289,7 @@ def windows(a, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple
     tap's gradient back where the tap read, one strided slice per tap."""
     a = as_tensor(a)
     taps, _ = _taps(a.shape[-2:], kernel, stride, dilation)
-    extent = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
-    view = np.lib.stride_tricks.sliding_window_view(a.value, extent, axis=(-2, -1))
-    view = view[..., ::stride[0], ::stride[1], ::dilation[0], ::dilation[1]]
+    view = _window_view(a.value, kernel, stride, dilation)
 
     def backward(g):
         grad = np.zeros(a.shape)
@@ -309,11 +307,14 @@ def _correlate(x: np.ndarray, w: np.ndarray, stride, dilation, groups: int) -> t
     n, c, height, width = x.shape
     out_channels, per_group, kh, kw = w.shape
     taps, (out_h, out_w) = _taps((height, width), (kh, kw), stride, dilation)
-    grouped = x.reshape(n, groups, per_group, height, width)
-    cols = np.empty((n, groups, per_group, kh, kw, out_h, out_w))
-    for i, j, rows, columns in taps:
-        cols[:, :, :, i, j] = grouped[..., rows, columns]
-    cols = cols.reshape(n, groups, per_group * kh * kw, out_h * out_w)
+    if (kh, kw) == (1, 1) and stride == (1, 1):  # the input is its own columns
+        cols = x.reshape(n, groups, per_group, height * width)
+    else:
+        grouped = x.reshape(n, groups, per_group, height, width)
+        cols = np.empty((n, groups, per_group, kh, kw, out_h, out_w))
+        for i, j, rows, columns in taps:
+            cols[:, :, :, i, j] = grouped[..., rows, columns]
+        cols = cols.reshape(n, groups, per_group * kh * kw, out_h * out_w)
     out = w.reshape(groups, out_channels // groups, per_group * kh * kw) @ cols
     return out.reshape(n, out_channels, out_h, out_w), cols
 
@@ -336,8 +337,10 @@ def conv2d(a, w, stride: tuple[int, int], dilation: tuple[int, int], groups: int
             # flipped and its channels swapped within each group: im2col and a product again, cheaper
             # than adding kh*kw column gradients back into place
             eh, ew = ((k - 1) * d for k, d in zip((kh, kw), dilation))
-            padded = np.zeros((n, out_channels, out_h + 2 * eh, out_w + 2 * ew))
-            padded[:, :, eh:eh + out_h, ew:ew + out_w] = g
+            padded = g
+            if eh or ew:
+                padded = np.zeros((n, out_channels, out_h + 2 * eh, out_w + 2 * ew))
+                padded[:, :, eh:eh + out_h, ew:ew + out_w] = g
             flipped = w.value.reshape(groups, out_channels // groups, per_group, kh, kw)[..., ::-1, ::-1]
             flipped = flipped.transpose(0, 2, 1, 3, 4).reshape(c, out_channels // groups, kh, kw)
             return _correlate(padded, flipped, (1, 1), dilation, groups)[0]
@@ -360,32 +363,40 @@ def conv2d(a, w, stride: tuple[int, int], dilation: tuple[int, int], groups: int
     return _node(out, (a, w), backward)
 
 
+def _window_view(x: np.ndarray, kernel, stride, dilation) -> np.ndarray:
+    """(..., OH, OW, kh, kw): every (dilated, strided) kernel window of the last two axes, a view."""
+    extent = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+    view = np.lib.stride_tricks.sliding_window_view(x, extent, axis=(-2, -1))
+    return view[..., ::stride[0], ::stride[1], ::dilation[0], ::dilation[1]]
+
+
 def depthwise_conv(a, w, stride: tuple[int, int], dilation: tuple[int, int]) -> Tensor:
     """A convolution whose every group has one input channel: ``a`` (N, C, H, W), already
-    padded, and ``w`` (C*m, kh, kw), output channel c*m + o reading input channel c. One
-    multiply-add per tap over the whole batch: im2col would copy kh*kw times the input to feed
-    N*C matrix products of one row each."""
+    padded, and ``w`` (C*m, kh, kw), output channel c*m + o reading input channel c. An einsum
+    over the window view: im2col would copy kh*kw times the input to feed N*C one-row products."""
     a, w = as_tensor(a), as_tensor(w)
     n, c = a.shape[:2]
     multiplier = w.shape[0] // c
+    kernel = w.shape[1:]
     x = a.value if multiplier == 1 else np.repeat(a.value, multiplier, axis=1)
-    taps, (out_h, out_w) = _taps(a.shape[2:], w.shape[1:], stride, dilation)
-    out = np.zeros((n, w.shape[0], out_h, out_w))
-    for i, j, rows, cols in taps:
-        out += x[:, :, rows, cols] * w.value[:, i, j, None, None]
+    out = np.einsum("nchwij,cij->nchw", _window_view(x, kernel, stride, dilation), w.value)
+
+    def input_gradient(g):
+        if stride == (1, 1):  # the correlation of the padded g with the flipped kernel
+            eh, ew = ((k - 1) * d for k, d in zip(kernel, dilation))
+            padded = np.zeros((*g.shape[:2], g.shape[2] + 2 * eh, g.shape[3] + 2 * ew))
+            padded[:, :, eh:eh + g.shape[2], ew:ew + g.shape[3]] = g
+            grad = np.einsum("nchwij,cij->nchw", _window_view(padded, kernel, (1, 1), dilation),
+                             w.value[:, ::-1, ::-1])
+        else:  # each tap's share added back where it read
+            grad = np.zeros(x.shape)
+            for i, j, rows, cols in _taps(x.shape[2:], kernel, stride, dilation)[0]:
+                grad[:, :, rows, cols] += g * w.value[:, i, j, None, None]
+        return grad if multiplier == 1 else grad.reshape(n, c, multiplier, *a.shape[2:]).sum(axis=2)
 
     def backward(g):
-        ga = gw = None
-        if a.needs_grad:
-            ga = np.zeros(x.shape)
-            for i, j, rows, cols in taps:
-                ga[:, :, rows, cols] += g * w.value[:, i, j, None, None]
-            if multiplier > 1:
-                ga = ga.reshape(n, c, multiplier, *a.shape[2:]).sum(axis=2)
-        if w.needs_grad:
-            gw = np.empty(w.shape)
-            for i, j, rows, cols in taps:
-                gw[:, i, j] = np.einsum("nchw,nchw->c", g, x[:, :, rows, cols])
+        ga = input_gradient(g) if a.needs_grad else None
+        gw = np.einsum("nchw,nchwij->cij", g, _window_view(x, kernel, stride, dilation)) if w.needs_grad else None
         return ga, gw
 
     return _node(out, (a, w), backward)
