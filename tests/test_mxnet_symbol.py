@@ -211,7 +211,9 @@ def test_every_op_network_maps_to_the_spec(every_op_imported):
     assert "training head 'softmax' (SoftmaxOutput) stripped: the spec's output is 'fc2_output'" in joined
     assert "'bn0': BatchNorm fix_gamma=True (the default)" in joined and "is not 1" in joined
     assert "'bn1': BatchNorm use_global_stats=True" in joined
-    assert "'_minusscalar0' then '_divscalar0' then '_mulscalar0' then '_plusscalar0'" in joined
+    assert "'_minusscalar0' then '_divscalar0' then '_mulscalar0' then '_plusscalar0': scalar arithmetic, imported " \
+           "as one normalize (x - 117) / 30" in notes
+    assert sum("scalar arithmetic" in note for note in notes) == 1
     assert "'fc1': FullyConnected flattens its 18x2x2 input first" in joined
 
 

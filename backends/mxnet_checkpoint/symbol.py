@@ -203,12 +203,12 @@ def _choice(node: _Node, key: str, default: str | None) -> str | None:
 
 
 def _shape_attribute(node: _Node) -> tuple[int, ...] | None:
-    """The per-example shape in a variable's ``__shape__`` (batch dropped), None when absent or
-    not fully known (MXNet writes unknown sizes as 0)."""
+    """The per-example shape in a variable's ``__shape__`` (batch dropped, whatever it is), None
+    when absent or not fully known (MXNet writes unknown sizes as 0)."""
     if "__shape__" not in node.attrs:
         return None
     shape = _tuple(node, "__shape__")
-    return tuple(shape[1:]) if len(shape) >= 2 and all(s > 0 for s in shape) else None
+    return tuple(shape[1:]) if len(shape) >= 2 and all(s > 0 for s in shape[1:]) else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -654,7 +654,7 @@ class _Importer:
         shapes: dict[str, Shape] = {self.input: self.input_shape}
         graph: dict[str, GraphNode] = {}
         weights_of: dict[str, dict[str, np.ndarray]] = {}
-        self.normalizers: dict[str, tuple] = {}  # graph node -> (mean, std, MXNet nodes, input)
+        self.normalizers: dict[str, tuple] = {}  # graph node -> (mean, std, MXNet nodes, input, note)
         sources: dict[str, str] = {}  # graph node -> the MXNet node it came from
         for i in sorted(self.kept):
             node = self.nodes[i]
@@ -749,15 +749,19 @@ class _Importer:
         mean, std, chain = 0.0, 1.0, []
         earlier = self.normalizers.get(source)
         if earlier is not None and self.consumers[self.by_name[source].index] == 1:
-            mean, std, chain, source = earlier
+            mean, std, chain, source, note = earlier
             del graph[chain[-1]]
+            if note in self.notes:
+                self.notes.remove(note)  # the longer chain's note replaces it
         mean, std = _compose(node, mean, std)
         chain = chain + [node.name]
-        self.normalizers[node.name] = (mean, std, chain, source)
         converted = _Converted([(node.name, Normalize(mean=(mean,), std=(std,)))])
+        note = ""
         if len(chain) > 1:
-            converted.notes.append(f"{' then '.join(map(repr, chain))}: scalar arithmetic, imported as one normalize "
-                                   f"(x - {mean:g}) / {std:g}")
+            note = (f"{' then '.join(map(repr, chain))}: scalar arithmetic, imported as one normalize "
+                    f"(x - {mean:g}) / {std:g}")
+            converted.notes.append(note)
+        self.normalizers[node.name] = (mean, std, chain, source, note)
         return converted, [source]
 
     def _check_unused_params(self) -> None:
