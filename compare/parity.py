@@ -188,6 +188,7 @@ class _Draws:
     input_shape: tuple
     output_shape: tuple
     items: list = field(default_factory=list)
+    nudge: tuple | None = None
 
     def __getitem__(self, index: int):
         while len(self.items) <= index:
@@ -195,6 +196,13 @@ class _Draws:
             upstream = self.rng.standard_normal((self.batch, *self.output_shape)).astype(np.float32)
             self.items.append((x, upstream))
         return self.items[index]
+
+    def nudged(self):
+        """Draw 0 with its input moved by NUDGE of itself, drawn once for every pair."""
+        if self.nudge is None:
+            x, upstream = self[0]
+            self.nudge = (x + (NUDGE * np.abs(x) * self.rng.standard_normal(x.shape)).astype(np.float32), upstream)
+        return self.nudge
 
 
 def _backend(name: str):
@@ -264,6 +272,8 @@ def check_parity(spec, frameworks=BACKEND_NAMES, input_shape=None, batch: int = 
         _check_counts(result, name, inference, counts)
 
     last = inference.top_level()[-1].path
+    # input gradients of the rechecks by (participant, draw): each is shared by all of its pairs
+    rechecked = {(name, 0): gradient for name, gradient in gradients.items()}
     ran = [name for name in outputs if name != REFERENCE]
     pairs = list(itertools.combinations(ran, 2))
     if REFERENCE in outputs:
@@ -271,18 +281,20 @@ def check_parity(spec, frameworks=BACKEND_NAMES, input_shape=None, batch: int = 
     for a, b in pairs:
         pair = _compare_pair(a, b, inference, outputs, gradients, last, rtol)
         if not pair.ok and pair.first_divergence is None and pair.output_max_rel <= rtol:
-            _recheck_gradients(pair, models, draws, rtol)
+            _recheck_gradients(pair, models, draws, rtol, rechecked)
         result.pairs.append(pair)
     return result
 
 
-def _recheck_gradients(pair: PairReport, models, draws: _Draws, rtol: float) -> None:
-    def gradient(name, x, upstream):
-        backend, model = models[name]
-        return backend.input_gradient(model, x, upstream)
+def _recheck_gradients(pair: PairReport, models, draws: _Draws, rtol: float, cache: dict) -> None:
+    def gradient(name, index):  # index: a draw, or "nudged"
+        if (name, index) not in cache:
+            backend, model = models[name]
+            cache[name, index] = backend.input_gradient(model, *(draws.nudged() if index == "nudged" else draws[index]))
+        return cache[name, index]
 
     for index in range(1, GRADIENT_REDRAWS + 1):
-        _, rel = relative_error(gradient(pair.a, *draws[index]), gradient(pair.b, *draws[index]))
+        _, rel = relative_error(gradient(pair.a, index), gradient(pair.b, index))
         pair.gradient_redraw_rel.append(rel)
         if rel > rtol:
             break
@@ -290,10 +302,7 @@ def _recheck_gradients(pair: PairReport, models, draws: _Draws, rtol: float) -> 
         pair.gradient_verdict, pair.note = judge_gradients(pair.gradient_l2_rel, pair.gradient_redraw_rel, None, rtol)
         pair.ok = True
         return
-    x, upstream = draws[0]
-    nudged = x + (NUDGE * np.abs(x) * draws.rng.standard_normal(x.shape)).astype(np.float32)
-    pair.gradient_sensitivity = max(_l2_rel(gradient(name, nudged, upstream), gradient(name, x, upstream))
-                                    for name in (pair.a, pair.b))
+    pair.gradient_sensitivity = max(_l2_rel(gradient(name, "nudged"), gradient(name, 0)) for name in (pair.a, pair.b))
     pair.gradient_verdict, pair.note = judge_gradients(pair.gradient_l2_rel, pair.gradient_redraw_rel,
                                                        pair.gradient_sensitivity, rtol)
     pair.ok = pair.gradient_verdict == "kinks"
