@@ -7,7 +7,9 @@ SOURCE forms (``SOURCE_FORMS``; an unknown form is an ImportSourceError listing 
   ``save_checkpoint``, Gluon ``HybridBlock.export``), read without MXNet
   (``mxnet_checkpoint.symbol.import_symbol``);
 - ``FILE.py:FACTORY``: the model a factory function returns; an MXNet Gluon ``HybridBlock`` goes
-  through ``mxnet_checkpoint.gluon.import_block`` (needs MXNet).
+  through ``mxnet_checkpoint.gluon.import_block`` (needs MXNet), a Keras model through
+  ``keras_import`` (needs Keras);
+- ``keras.applications:NAME`` (built with weights=None) and ``FILE.keras``: ``keras_import``.
 
 Extension points for the PyTorch and Keras importers (issue 11): ``FACTORY_IMPORTERS`` maps the
 framework of a factory's model ("torch", "keras", as ``compare.native.framework_of`` names it) to
@@ -43,10 +45,12 @@ SELF_CHECK_FRAMEWORKS = ("torch", "keras")  # the first installed one builds the
 SOURCE_FORMS = (
     ("PREFIX-symbol.json --params PREFIX-0000.params",
      "an MXNet checkpoint (Module API save_checkpoint, Gluon HybridBlock.export), read without MXNet"),
-    ("FILE.py:FACTORY", "a Python file whose function FACTORY returns an MXNet Gluon HybridBlock (needs MXNet)"),
+    ("FILE.py:FACTORY", "a Python file whose function FACTORY returns an MXNet Gluon HybridBlock (needs MXNet) "
+                        "or a functional or Sequential keras.Model (needs Keras)"),
+    ("keras.applications:NAME", "keras.applications.NAME(weights=None): random weights, nothing downloaded"),
+    ("FILE.keras", "a Keras 3 model saved with model.save (functional or Sequential)"),
 )
-PLANNED_FORMS = ("PyTorch (torchvision:NAME, FILE.py:FACTORY returning an nn.Module) and Keras "
-                 "(keras.applications:NAME, a .keras file, FILE.py:FACTORY returning a keras.Model) sources are "
+PLANNED_FORMS = ("PyTorch (torchvision:NAME, FILE.py:FACTORY returning an nn.Module) sources are "
                  "planned (issue 11)")
 
 
@@ -212,10 +216,22 @@ def _import_gluon_block(block, input_size, output, source: str) -> ImportedModel
     return imported
 
 
+def _import_keras_model(model, input_size, output, source: str) -> ImportedModel:
+    from .keras_import import import_factory_model
+
+    return import_factory_model(model, input_size, output, source)
+
+
+def _import_keras_application(app_name: str, input_size, output, name) -> ImportedModel:
+    from .keras_import import import_application
+
+    return import_application(app_name, input_size, output, name)
+
+
 # framework of a factory's model -> importer(model, input_size, output, source)
-FACTORY_IMPORTERS: dict[str, Callable] = {"mxnet": _import_gluon_block}
+FACTORY_IMPORTERS: dict[str, Callable] = {"mxnet": _import_gluon_block, "keras": _import_keras_model}
 # source prefix ("torchvision:") -> importer(rest, input_size, output, name); issue 11 adds its own
-PREFIXED_SOURCES: dict[str, Callable] = {}
+PREFIXED_SOURCES: dict[str, Callable] = {"keras.applications:": _import_keras_application}
 
 
 def _import_factory(source: str, input_size, output, name) -> ImportedModel:
@@ -265,6 +281,12 @@ def import_source(source: str, *, params=None, input_size=None, output: str | No
         return _import_mxnet_checkpoint(source, params, input_size, output, name)
     if source.endswith(".params"):
         raise _unknown(source, "a .params file holds weights only; give the -symbol.json with --params")
+    if source.endswith(".keras"):
+        if params is not None:
+            raise ImportSourceError(f"--params applies to a symbol file, not to {source!r}")
+        from .keras_import import import_keras_file
+
+        return import_keras_file(source, input_size, output, name)
     raise _unknown(source, "not a form netparity knows")
 
 
