@@ -2,8 +2,9 @@
 
 Following ONNX (an operator is its schema, its shape inference and a reference
 implementation), each kind of spec/layers.py has a float64 implementation here
-(``REFERENCE``, kinds.py), written with a small reverse-mode autodiff (autodiff.py) so
-that input and weight gradients come from the same code as the forward pass. This package
+(``REFERENCE``, kinds.py), written with a small reverse-mode autodiff (autodiff.py; its
+convolution and pooling operations in windows.py; erf.py for exact GELU) so that input and
+weight gradients come from the same code as the forward pass; forward.py walks a spec. This package
 is also a backend in its own right, with the functions of netparity.backends' modules
 (backend.py): ``check_parity`` runs it beside the frameworks and compares each of them
 with it. NumPy only, like the rest of netparity.spec.

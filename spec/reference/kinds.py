@@ -15,6 +15,7 @@ import numpy as np
 
 from ..pooling import adaptive_pool_matrix, avg_pool_divisor, pool_padding
 from . import autodiff as ad
+from . import windows
 from .erf import erf as erf_values
 
 
@@ -38,9 +39,9 @@ def conv2d(layer, x, run, path):
     padded = ad.pad(x, _image_pads(*layer.pads))
     weight = run.param(path, "weight")
     if layer.groups == x.shape[1]:  # depthwise: one input channel per group
-        y = ad.depthwise_conv(padded, ad.reshape(weight, (layer.out_channels, kh, kw)), layer.stride, layer.dilation)
+        y = windows.depthwise_conv(padded, ad.reshape(weight, (layer.out_channels, kh, kw)), layer.stride, layer.dilation)
     else:
-        y = ad.conv2d(padded, weight, layer.stride, layer.dilation, layer.groups)
+        y = windows.conv2d(padded, weight, layer.stride, layer.dilation, layer.groups)
     return y + per_channel(run.param(path, "bias"), 4) if layer.bias else y
 
 
@@ -176,13 +177,13 @@ def _pool_padded(layer, x, fill: float):
 
 
 def maxpool2d(layer, x, run, path):
-    return ad.window_max(_pool_padded(layer, x, -np.inf), layer.kernel, layer.stride)
+    return windows.window_max(_pool_padded(layer, x, -np.inf), layer.kernel, layer.stride)
 
 
 def avgpool2d(layer, x, run, path):
     divisor = avg_pool_divisor(*x.shape[2:], layer.kernel, layer.stride, layer.padding, layer.ceil_mode,
                                layer.count_include_pad)
-    return ad.sum_(ad.windows(_pool_padded(layer, x, 0.0), layer.kernel, layer.stride), (-2, -1)) / divisor
+    return ad.sum_(windows.kernel_windows(_pool_padded(layer, x, 0.0), layer.kernel, layer.stride), (-2, -1)) / divisor
 
 
 def adaptive_avgpool2d(layer, x, run, path):
