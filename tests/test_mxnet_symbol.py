@@ -307,6 +307,52 @@ def test_imports_without_mxnet(every_op, every_op_imported, tmp_path):
         assert all(np.array_equal(stored[k], v) for k, v in every_op_imported.weights.items())
 
 
+def pooling_cases():
+    """Every small pooling geometry MXNet accepts: sizes 5-9, kernels 2-3, strides 1-3, pads up to
+    half the kernel, both conventions, max and avg with and without the padding in the divisor."""
+    for size in range(5, 10):
+        for kernel in (2, 3):
+            for stride in (1, 2, 3):
+                for pad in range(kernel // 2 + 1):
+                    for convention in ("valid", "full"):
+                        yield size, kernel, stride, pad, convention, "max", None
+                        for include in (None, True, False):
+                            yield size, kernel, stride, pad, convention, "avg", include
+
+
+def test_pooling_matches_mxnet_or_is_refused_where_torch_differs():
+    """Each geometry: MXNet's Pooling against the imported spec in the float64 NumPy reference,
+    or, where MXNet's 'full' convention keeps a window PyTorch's ceil mode drops, a refusal; the
+    refusal is right exactly when torch's ceil-mode output shape differs from MXNet's."""
+    from netparity.spec import reference
+    torch = pytest.importorskip("torch", reason="PyTorch checks which 'full' geometries differ")
+    x = np.random.default_rng(0).standard_normal((2, 2, 9, 9)).astype(np.float32)
+    mapped = refused = 0
+    for size, kernel, stride, pad, convention, pool_type, include in pooling_cases():
+        options = dict(kernel=(kernel, kernel), stride=(stride, stride), pad=(pad, pad), pool_type=pool_type,
+                       pooling_convention=convention, name="pool")
+        if include is not None:
+            options["count_include_pad"] = include
+        symbol = mx.sym.Pooling(mx.sym.var("data"), **options)
+        batch = x[:, :, :size, :size]
+        expected = mx.nd.Pooling(mx.nd.array(batch), **options).asnumpy()  # the same operator, imperatively
+        pool = torch.nn.functional.max_pool2d if pool_type == "max" else torch.nn.functional.avg_pool2d
+        torch_shape = pool(torch.from_numpy(batch), kernel, stride, pad, ceil_mode=convention == "full").shape
+        where = (size, kernel, stride, pad, convention, pool_type, include)
+        if tuple(torch_shape) != expected.shape:
+            with pytest.raises(SymbolError, match="keeps a last window that starts in the padding"):
+                import_symbol(symbol, {}, input_shape=(2, size, size))
+            refused += 1
+            continue
+        imported = import_symbol(symbol, {}, input_shape=(2, size, size))
+        model = reference.build(imported.spec)
+        got = reference.forward(model, batch)
+        assert got.shape == expected.shape, where
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=str(where))
+        mapped += 1
+    assert refused > 0 and mapped > 10 * refused  # both outcomes occur; most geometries import
+
+
 # ---------------------------------------------------------------------------------------
 # Gluon model zoo, through HybridBlock.export
 # ---------------------------------------------------------------------------------------
@@ -655,7 +701,7 @@ def test_a_prelu_with_one_shared_slope_is_expanded():
      "the symbol's output is the variable 'data' itself"),
     ({"nodes": [{"op": "null", "name": "data", "inputs": []},
                 {"op": "Pooling", "name": "p", "attrs": {"kernel": "(2, x)"}, "inputs": [[0, 0, 0]]}],
-      "heads": [[1, 0, 0]]}, {}, r"node 'p' \(Pooling\): attribute kernel='\(2, x\)' is not a value MXNet writes"),
+      "heads": [[1, 0, 0]]}, {}, r"node 'p' \(Pooling\): attribute kernel='\(2, x\)' must hold integers"),
     ({"nodes": [{"op": "null", "name": "data", "inputs": []},
                 {"op": "Pooling", "name": "p", "attrs": {"kernel": "(2, 2)", "global_pool": "maybe"},
                  "inputs": [[0, 0, 0]]}], "heads": [[1, 0, 0]]}, {},

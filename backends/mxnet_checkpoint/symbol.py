@@ -27,7 +27,6 @@ The parameter layouts are PyTorch's (Convolution (out, in/groups, kh, kw), Fully
 
 from __future__ import annotations
 
-import ast
 import math
 import json
 from dataclasses import dataclass, field
@@ -128,21 +127,24 @@ def _entry(entry, limit: int, name: str, op: str, source: str) -> tuple[int, int
 
 # -- attribute values ----------------------------------------------------------------------
 
-def _literal(text: str, node: _Node, key: str):
+def _integer(text: str, node: _Node, key: str) -> int:
+    """An integer as MXNet writes one (``3``; ``3L`` from Python 2 days)."""
     try:
-        return ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError):
-        raise SymbolError(f"attribute {key}={text!r} is not a value MXNet writes", node.name, node.op) from None
+        return int(text.strip().rstrip("Ll"))
+    except ValueError:
+        raise SymbolError(f"attribute {key}={node.attrs[key]!r} must hold integers", node.name, node.op) from None
 
 
 def _tuple(node: _Node, key: str, default: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """A shape attribute: ``"(3, 3)"``, ``"[3, 3]"``, ``"(3,)"`` or ``"3"``; empty means ``default``.
+    (Parsed by hand: ast.literal_eval compiles each value, seconds on a DenseNet's thousands.)"""
     if key not in node.attrs:
         return default
-    value = _literal(node.attrs[key], node, key)
-    value = value if isinstance(value, (tuple, list)) else (value,)
-    if any(not isinstance(v, int) or isinstance(v, bool) for v in value):
-        raise SymbolError(f"attribute {key}={node.attrs[key]!r} must hold integers", node.name, node.op)
-    return tuple(value) or default
+    body = node.attrs[key].strip()
+    if body[:1] in "([" and body[-1:] in ")]":
+        body = body[1:-1]
+    parts = [part for part in body.split(",") if part.strip()]
+    return tuple(_integer(part, node, key) for part in parts) or default
 
 
 def _pair(node: _Node, key: str, default: int) -> tuple[int, int]:
@@ -161,10 +163,7 @@ def _int(node: _Node, key: str, default: int | None = None) -> int:
         if default is None:
             raise SymbolError(f"the required attribute {key!r} is missing", node.name, node.op)
         return default
-    value = _literal(node.attrs[key], node, key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise SymbolError(f"attribute {key}={node.attrs[key]!r} must be an integer", node.name, node.op)
-    return value
+    return _integer(node.attrs[key], node, key)
 
 
 def _float(node: _Node, key: str, default: float | None = None) -> float:
