@@ -27,8 +27,8 @@ The parameter layouts are PyTorch's (Convolution (out, in/groups, kh, kw), Fully
 
 from __future__ import annotations
 
-import math
 import json
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -227,12 +227,8 @@ class _Converted:
 class _Context:
     """What a converter sees: the node, its data input's per-example shape, its parameters."""
 
-    def __init__(self, importer: "_Importer", node: _Node, shapes: list[Shape]):
-        self.importer, self.node, self.shapes = importer, node, shapes
-
-    @property
-    def shape(self) -> Shape:
-        return self.shapes[0]
+    def __init__(self, importer: "_Importer", node: _Node, shape: Shape):
+        self.importer, self.node, self.shape = importer, node, shape
 
     def error(self, reason: str) -> SymbolError:
         return SymbolError(reason, self.node.name, self.node.op)
@@ -488,6 +484,10 @@ PARAMETER_SLOTS = {"Convolution": (1, 2), "FullyConnected": (1, 2), "BatchNorm":
 # ---------------------------------------------------------------------------------------
 
 class _Importer:
+    """One import: parse the JSON, pick the output (stripping training heads), keep the nodes it
+    depends on, check their operators, find the one data input and its shape; ``run`` converts
+    the nodes in file order (MXNet writes inputs first), folds them and places the weights."""
+
     def __init__(self, symbol, params, input_shape, output, name, source):
         data, self.source = _load_json(symbol)
         self.source = source or self.source
@@ -686,7 +686,7 @@ class _Importer:
             if node.op in SCALAR_OPS:
                 converted, inputs = self._scalar(node, inputs[0], graph)
             else:
-                converted = CONVERTERS[node.op](_Context(self, node, [shapes[inputs[0]]]))
+                converted = CONVERTERS[node.op](_Context(self, node, shapes[inputs[0]]))
             self.notes.extend(converted.notes)
             previous = inputs[0]
             for graph_name, layer in converted.layers:
