@@ -28,7 +28,9 @@
 
 Codes: same_padding, batchnorm_eps, batchnorm_momentum, flatten_order, dense_not_transposed,
 kernel_flipped, kernel_transposed, ceil_mode, count_include_pad, maxpool_zero_padding, missing_relu,
-activation_order, dropout_training, missing_bias; for the modern kinds layernorm_eps, prelu_shared,
+activation_order, dropout_training, missing_bias, batchnorm_frozen (a BatchNorm that normalises with its
+running statistics while training: Keras trainable=False, Gluon use_global_stats=True); for the modern
+kinds layernorm_eps, prelu_shared,
 prelu_per_element, conv_groups, norm_affine (a BatchNorm/LayerNorm without the learned scale or center
 the reference has); plus pooling_padding (border-only differences that could be either padding value or
 count_include_pad), training_mode and config_mismatch.
@@ -529,6 +531,31 @@ def _config_differences(evidence, upto: int | None):
     return momentum_finding
 
 
+def _frozen(config: dict) -> str | None:
+    if config.get("use_global_stats"):
+        return "use_global_stats=True"
+    if config.get("trainable") is False:
+        return "trainable=False"
+    return None
+
+
+def _frozen_batchnorm(ref_layers, cand_layers, upto):
+    """A BatchNorm that uses its running statistics in training mode on one side only."""
+    end = len(ref_layers) if upto is None else min(upto + 1, len(ref_layers))
+    for r, c in zip(ref_layers[:end], cand_layers[:end]):
+        if _get(r, "kind") != "batchnorm":
+            continue
+        rf, cf = _frozen(_get(r, "config") or {}), _frozen(_get(c, "config") or {})
+        if bool(rf) != bool(cf):
+            side, how = ("the candidate", cf) if cf else ("the reference", rf)
+            return ("batchnorm_frozen",
+                    f"BatchNorm '{_get(c, 'name') or _get(r, 'name')}': {side} has {how}, so it normalises with its "
+                    f"running statistics in training mode where the other side uses the batch's (Keras runs a "
+                    f"BatchNormalization with trainable=False in inference mode; Gluon's use_global_stats=True "
+                    f"likewise) — the outputs agree in eval mode and differ while training")
+    return None
+
+
 def _layer_summary(layer) -> str:
     return f"{_get(layer, 'kind') or 'layer'} '{_get(layer, 'name')}'"
 
@@ -605,6 +632,9 @@ def diagnose(evidence: dict) -> tuple[str, str] | None:
                 "op) is active at inference — use nn.Dropout/model.eval(), not F.dropout(x, training=True)")
 
     if evidence.get("training_only"):
+        frozen = _frozen_batchnorm(ref_layers, cand_layers, fd)
+        if frozen is not None:
+            return frozen
         bns = [layer for layer in ref_layers[: (fd + 1 if fd is not None else None)]
                if _get(layer, "kind") == "batchnorm"]
         if bns:

@@ -4,12 +4,13 @@
 or a functional/Sequential Keras ``Model`` and lists its parameterised layers
 (``KINDS``: conv 2d with groups and dilation, depthwise included; dense;
 batchnorm, with or without learned scale/center; prelu; layernorm over the
-channels of each pixel or over flat features) in execution order, each with its
+channels of each pixel or over flat features; channel_scale, ConvNeXt's layer
+scale as a layer of its own) in execution order, each with its
 configuration as the framework states it, its output in PyTorch's layout (NCHW;
 flat features in (C, H, W) order) and its weights in the canonical layout
 (PyTorch's: conv OIHW = (out, in/groups, kh, kw), dense (out, in), BatchNorm
 weight/bias/running_mean/running_var, PReLU weight (C,) as ``nn.PReLU(C)`` or (1,)
-for one shared slope, LayerNorm weight/bias (C,)). A missing learned scale or
+for one shared slope, LayerNorm weight/bias (C,), channel_scale weight (C,)). A missing learned scale or
 center (Keras ``scale=False``, Gluon ``scale=False`` / MXNet ``fix_gamma``) is a
 missing weight: gamma is 1 and beta 0. ``set_canonical_weights`` writes canonical
 weights back into a native layer.
@@ -39,7 +40,11 @@ import numpy as np
 
 from ..spec.errors import NetparityError
 
-KINDS = ("conv2d", "dense", "batchnorm", "prelu", "layernorm")
+KINDS = ("conv2d", "dense", "batchnorm", "prelu", "layernorm", "channel_scale")
+# ConvNeXt's layer scale, a learned multiplier per channel, is a layer of its own under these names
+# (netparity's backends, keras.applications.convnext, timm); torchvision keeps it as a bare parameter
+# of its block, which is no layer call to align.
+SCALE_NAMES = ("ChannelScale", "LayerScale", "LayerScale2d")
 FRAMEWORKS = ("torch", "mxnet", "keras")
 
 
@@ -219,6 +224,21 @@ def _f32(value) -> np.ndarray:
     return np.array(value, dtype=np.float32, copy=True)
 
 
+def _scale_parameter(params: dict):
+    """The one per-channel parameter of a layer named like a layer scale, or None: shape (C,)
+    or (C, 1, 1)."""
+    if len(params) != 1:
+        return None
+    name, param = next(iter(params.items()))
+    shape = tuple(int(v) for v in param.shape)
+    return (name, param) if len(shape) in (1, 3) and all(v == 1 for v in shape[1:]) else None
+
+
+def _scale_channels_last(channels: int, value) -> bool:
+    """A layer scale applied to the last axis of a 4D value (timm's LayerScale inside an NHWC block)."""
+    return value is not None and value.ndim == 4 and value.shape[1] != channels and value.shape[-1] == channels
+
+
 def _nhwc_to_nchw(value):
     if value is None or np.ndim(value) != 4:
         return value
@@ -284,7 +304,13 @@ def _torch_kind(module) -> str | None:
         return "prelu"
     if _torch_is_layernorm(module):
         return "layernorm"
+    if type(module).__name__ in SCALE_NAMES and _scale_parameter(_torch_parameters(module)):
+        return "channel_scale"
     return None
+
+
+def _torch_parameters(module) -> dict:
+    return {n: p for n, p in module._parameters.items() if p is not None}
 
 
 def _torch_is_layernorm(module) -> bool:
@@ -311,6 +337,9 @@ def _torch_channels_last(module, kind: str, value) -> bool:
         if type(module).forward is nn.LayerNorm.forward:
             return True
         return getattr(module, "data_format", "channels_first") == "channels_last"
+    if kind == "channel_scale":
+        _, param = _scale_parameter(_torch_parameters(module))
+        return param.dim() == 1 and _scale_channels_last(param.numel(), value)
     return False
 
 
@@ -336,6 +365,8 @@ def _torch_config(module, kind: str) -> dict:
                 "track_running_stats": module.track_running_stats}
     if kind == "prelu":
         return {"channels": int(module.num_parameters)}
+    if kind == "channel_scale":
+        return {"channels": int(_scale_parameter(_torch_parameters(module))[1].numel())}
     if kind == "layernorm":
         weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
         shape = getattr(module, "normalized_shape", None)
@@ -422,12 +453,21 @@ def _torch_tensors(layer: TracedLayer) -> dict:
     module = layer.native
     keys = _TORCH_BN_KEYS if layer.kind == "batchnorm" else ("weight", "bias")
     if layer.kind == "unknown":
-        return {n: p for n, p in module._parameters.items() if p is not None}
+        return _torch_parameters(module)
+    if layer.kind == "channel_scale":
+        return {"weight": _scale_parameter(_torch_parameters(module))[1]}
     return {k: getattr(module, k) for k in keys if getattr(module, k, None) is not None}
 
 
+def _canonical_shape(layer: TracedLayer, native_shape) -> tuple:
+    """A layer scale kept as (C, 1, 1) is (C,) in the canonical layout."""
+    native_shape = tuple(int(v) for v in native_shape)
+    return (int(np.prod(native_shape)),) if layer.kind == "channel_scale" else native_shape
+
+
 def _read_torch(layer: TracedLayer) -> dict:
-    return {k: _f32(t.detach().float().cpu().numpy()) for k, t in _torch_tensors(layer).items()}
+    return {k: _f32(t.detach().float().cpu().numpy()).reshape(_canonical_shape(layer, t.shape))
+            for k, t in _torch_tensors(layer).items()}
 
 
 def _write_torch(layer: TracedLayer, weights: dict, perm) -> list[str]:
@@ -438,8 +478,8 @@ def _write_torch(layer: TracedLayer, weights: dict, perm) -> list[str]:
             if key not in weights:
                 continue
             value = np.asarray(weights[key], dtype=np.float32)
-            _check_shape(layer, key, value, tuple(tensor.shape))
-            tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(tensor.dtype))
+            _check_shape(layer, key, value, _canonical_shape(layer, tensor.shape))
+            tensor.copy_(torch.from_numpy(np.ascontiguousarray(value).reshape(tensor.shape)).to(tensor.dtype))
     return _skipped(layer, weights, present)
 
 
@@ -462,6 +502,8 @@ def _mxnet_kind(block) -> str | None:
         return "prelu"
     if isinstance(block, nn.LayerNorm):
         return "layernorm"
+    if type(block).__name__ in SCALE_NAMES and _scale_parameter(dict(getattr(block, "_reg_params", {}))):
+        return "channel_scale"
     return None
 
 
@@ -474,6 +516,9 @@ def _mxnet_channels_last(block, kind: str, value) -> bool:
         return not block._flatten
     if kind == "layernorm":
         return block._kwargs["axis"] in (-1, 3)
+    if kind == "channel_scale":
+        _, param = _scale_parameter(dict(block._reg_params))
+        return len(param.shape) == 1 and _scale_channels_last(int(param.shape[0]), value)
     return False
 
 
@@ -507,6 +552,8 @@ def _mxnet_config(block, kind: str) -> dict:
                 "scale": not kw["fix_gamma"], "center": bool(block.beta._differentiable)}
     if kind == "prelu":
         return {"channels": int(block.alpha.shape[0])}
+    if kind == "channel_scale":
+        return {"channels": int(np.prod(_scale_parameter(dict(block._reg_params))[1].shape))}
     if kind == "layernorm":
         return {"channels": int(block.gamma.shape[0]), "eps": float(kw["eps"]), "axis": kw["axis"],
                 "scale": bool(kw["scale"]), "center": bool(kw["center"])}
@@ -615,6 +662,8 @@ def _mxnet_params(layer: TracedLayer) -> dict:
     block = layer.native
     if layer.kind == "unknown":
         return dict(block._reg_params)
+    if layer.kind == "channel_scale":
+        return {"weight": _scale_parameter(dict(block._reg_params))[1]}
     params = {}
     for key, native in _MXNET_NAMES[layer.kind].items():
         param = getattr(block, native, None)
@@ -633,7 +682,8 @@ def _mxnet_learned(layer: TracedLayer, key: str) -> bool:
 
 
 def _read_mxnet(layer: TracedLayer) -> dict:
-    return {k: _f32(p.data().asnumpy()) for k, p in _mxnet_params(layer).items()}
+    return {k: _f32(p.data().asnumpy()).reshape(_canonical_shape(layer, p.shape))
+            for k, p in _mxnet_params(layer).items()}
 
 
 def _write_mxnet(layer: TracedLayer, weights: dict, perm) -> list[str]:
@@ -643,8 +693,8 @@ def _write_mxnet(layer: TracedLayer, weights: dict, perm) -> list[str]:
         if key not in weights:
             continue
         value = np.asarray(weights[key], dtype=np.float32)
-        _check_shape(layer, key, value, tuple(param.shape))
-        param.set_data(mx.nd.array(value, ctx=param.list_ctx()[0], dtype=param.dtype))
+        _check_shape(layer, key, value, _canonical_shape(layer, param.shape))
+        param.set_data(mx.nd.array(value.reshape(param.shape), ctx=param.list_ctx()[0], dtype=param.dtype))
     return _skipped(layer, weights, present)
 
 
@@ -683,6 +733,8 @@ def _keras_kind(layer) -> str | None:
         return "prelu"
     if isinstance(layer, layers.LayerNormalization) and not getattr(layer, "rms_scaling", False):
         return "layernorm"
+    if type(layer).__name__ in SCALE_NAMES and _scale_parameter({v.path: v for v in layer.weights}):
+        return "channel_scale"
     return None
 
 
@@ -887,13 +939,16 @@ def _keras_config(layer, kind: str, padding_before, axes=None, value=None) -> di
         channel = _keras_channel_axis(value, axes)
         return {"channels": int(np.shape(value)[channel]), "eps": float(layer.epsilon), "axis": layer.axis,
                 "scale": bool(layer.scale), "center": bool(layer.center)}
+    if kind == "channel_scale":
+        return {"channels": int(np.prod(layer.weights[0].shape))}
     if kind == "dense":
         return {"in_features": int(layer.kernel.shape[0]), "out_features": int(layer.units),
                 "bias": layer.use_bias, "activation": getattr(layer.activation, "__name__", None)}
     if kind == "batchnorm":
         channels = int(layer.moving_mean.shape[0])
         return {"channels": channels, "eps": float(layer.epsilon), "momentum": _torch_momentum(layer.momentum),
-                "axis": layer.axis, "center": layer.center, "scale": layer.scale}
+                "axis": layer.axis, "center": layer.center, "scale": layer.scale,
+                "trainable": bool(layer.trainable)}  # trainable=False runs it in inference mode when training
     return {"parameters": {v.path if hasattr(v, "path") else v.name: tuple(v.shape) for v in layer.weights}}
 
 
@@ -1036,7 +1091,7 @@ class _KerasRun:
             return
         self.calls[id(op)] = self.calls.get(id(op), 0) + 1
         call = self.calls[id(op)]
-        perm = in_perms[0] if in_perms and kind in ("dense", "batchnorm", "prelu", "layernorm") else None
+        perm = in_perms[0] if in_perms and kind in ("dense", "batchnorm", "prelu", "layernorm", "channel_scale") else None
         perm = perm if isinstance(perm, np.ndarray) else None
         chw = self.perm_chw[id(perm)][1] if perm is not None and id(perm) in self.perm_chw else None
         padding_before = None
@@ -1146,6 +1201,8 @@ def _keras_depthwise(layer) -> bool:
 def _keras_variables(layer: TracedLayer) -> dict:
     if layer.kind == "unknown":
         return {v.name: v for v in layer.native.weights}
+    if layer.kind == "channel_scale":
+        return {"weight": layer.native.weights[0]}
     return {key: getattr(layer.native, name) for key, name in _KERAS_NAMES[layer.kind].items()
             if getattr(layer.native, name, None) is not None}
 
@@ -1191,7 +1248,7 @@ def _keras_to_canonical(layer: TracedLayer, key: str, value: np.ndarray) -> np.n
         return flat_to_canonical(value.T, perm)  # (in, out) -> (out, in), rows into (C, H, W) order
     if kind == "prelu":
         return _alpha_to_canonical(value, layer.config.get("axes"), perm)
-    if kind in ("batchnorm", "layernorm"):
+    if kind in ("batchnorm", "layernorm", "channel_scale"):
         return _flat(value, perm)
     return value
 
@@ -1207,7 +1264,7 @@ def _keras_from_canonical(layer: TracedLayer, key: str, value: np.ndarray, nativ
         return flat_to_native(value, perm).T
     if kind == "prelu":
         return _alpha_from_canonical(value, layer.config.get("axes"), perm, native_shape)
-    if kind in ("batchnorm", "layernorm"):
+    if kind in ("batchnorm", "layernorm", "channel_scale"):
         return _flat(value, perm, to_canonical=False)
     return value
 

@@ -33,6 +33,16 @@ DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-4
 BATCH = 2
 TRAINING_BATCH = 8  # train-mode BatchNorm over 2 values per channel amplifies rounding
+# The training-mode comparison has its own tolerances. Train-mode BatchNorm normalises with the
+# batch's own statistics, and over small maps (8 to 32 values per channel at batch 8) or channels
+# whose values sit far from their mean it amplifies float32 rounding: measured up to 5.9e-4 on a
+# layer's output and 4.5e-5 on running statistics over every framework pair of netparity-built
+# tv_regnet_y_400mf, tv_mobilenet_v2, tv_shufflenet_v2_x1_0 and tv_resnext50_32x4d at 32 px (1e-4
+# flagged all four; eight other zoo models stayed under 3.5e-5). What only
+# training shows is far larger: a momentum in the other convention moves running means by O(1), a
+# BatchNorm left in inference mode while training moves its output by O(0.1..1).
+TRAINING_RTOL = 1e-2
+TRAINING_STATS_RTOL = 1e-3
 
 
 class PortError(NetparityError, ValueError):
@@ -482,6 +492,7 @@ def _training_check(reference, candidate, ref_fw, cand_fw, ref_eval, cand_eval, 
     finally:
         _restore(reference, ref_eval, saved_ref)
         _restore(candidate, cand_eval, saved_cand)
+    rtol, stats_rtol = max(rtol, TRAINING_RTOL), max(rtol, TRAINING_STATS_RTOL)
     # Dropout masks differ between frameworks: only layers that run before the first dropout compare.
     limit = min([position for _, position in ref.dropout] + [len(ref)])
     cand_limit = min([position for _, position in cand.dropout] + [len(cand)])
@@ -498,7 +509,7 @@ def _training_check(reference, candidate, ref_fw, cand_fw, ref_eval, cand_eval, 
             n = int(out.size // out.shape[1]) if out is not None and out.ndim >= 2 else TRAINING_BATCH
             mean_rel, var_rel = _running_stats_rel(ref[i], cand[j], saved_ref[i], after_ref[i], after_cand[j], n)
             entry.update(running_mean_rel=mean_rel, running_var_rel=var_rel)
-            stats_ok = mean_rel <= max(rtol, 1e-5) and var_rel <= max(rtol, 1e-5)
+            stats_ok = mean_rel <= stats_rtol and var_rel <= stats_rtol
             entry["running_stats_ok"] = stats_ok
             ok = ok and stats_ok
             entry["ok"] = ok
@@ -584,8 +595,9 @@ def verify_port(reference, candidate, input_shape=None, framework: str | None = 
     are overwritten with the reference's. A layer is within tolerance on an input when
     max|a - b| <= atol + rtol * max|b|. When eval mode agrees, one training-mode forward
     (batch 8) is compared too, with BatchNorm's running statistics after it (PyTorch's unbiased
-    running variance put beside the others' biased one, so that known difference is no alarm):
-    a momentum in the wrong convention shows only there. ``training_step=False`` skips it
+    running variance put beside the others' biased one, so that known difference is no alarm;
+    tolerances ``TRAINING_RTOL`` and ``TRAINING_STATS_RTOL``, or ``rtol`` when larger): a momentum
+    in the wrong convention or a BatchNorm frozen in inference mode shows only there. ``training_step=False`` skips it
     (``netparity verify --eval-only``). Raises PortError (or NotSupported) only when a side is
     not a model or no input shape is known; everything else is in the report.
     """

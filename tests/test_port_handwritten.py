@@ -125,7 +125,7 @@ def test_out_of_place_residual_as_reference(models, target):
 
 MODERN_KINDS = {"mobile": ["conv2d", "batchnorm", "prelu", "conv2d", "layernorm", "conv2d", "conv2d", "batchnorm",
                            "dense", "layernorm", "prelu", "dense"],
-                "convnext": ["conv2d", "layernorm", "conv2d", "layernorm", "dense", "dense", "dense"]}
+                "convnext": ["conv2d", "layernorm", "conv2d", "layernorm", "dense", "dense", "channel_scale", "dense"]}
 MODERN_PAIRS = [pytest.param(name, a, b, id=f"{name}-{a}->{b}")
                 for name in MODERN_KINDS for a, b in itertools.permutations(FRAMEWORKS, 2)]
 

@@ -9,8 +9,10 @@ channels_last), independent of netparity's spec and backends; the input is 3x8x8
   depthwise 3x3 stride 2 with multiplier 2 -> BN without scale/center -> global average pool ->
   dense -> LayerNorm over features -> PReLU per feature -> dense;
 - ``convnext``: conv stem -> a ConvNeXt block (depthwise 7x7, then PyTorch permutes to NHWC for
-  LayerNorm and two pointwise Linear layers with GELU, and back; Keras stays NHWC; Gluon transposes
-  around Dense(flatten=False) and LayerNorm(axis=-1)) with its residual add -> pool -> dense.
+  LayerNorm, two pointwise Linear layers with GELU and a layer scale (timm's ``LayerScale``: a learned
+  multiplier per channel on the last axis), and back; Keras stays NHWC (keras.applications'
+  ``LayerScale``); Gluon transposes around Dense(flatten=False), LayerNorm(axis=-1) and its own
+  LayerScale) with its residual add -> pool -> dense.
 
 Keyword arguments introduce one porting mistake each (see each factory): a LayerNorm epsilon left at
 Keras' default 1e-3, a single shared PReLU slope, Keras' default per-element PReLU, a grouped Keras
@@ -70,6 +72,17 @@ def torch_mobile(prelu_shared=False, plain_conv=False, bn_affine=False):
         tnn.Linear(32, 16), tnn.LayerNorm(16), tnn.PReLU(16), tnn.Linear(16, 5)).eval()
 
 
+class LayerScale(tnn.Module):
+    """timm's LayerScale: x * gamma over the last axis (channels, in an NHWC block)."""
+
+    def __init__(self, channels, init_values=1e-6):
+        super().__init__()
+        self.gamma = tnn.Parameter(init_values * torch.ones(channels))
+
+    def forward(self, x):
+        return x * self.gamma
+
+
 class TorchConvNeXtBlock(tnn.Module):
     def __init__(self, channels):
         super().__init__()
@@ -77,10 +90,11 @@ class TorchConvNeXtBlock(tnn.Module):
         self.norm = tnn.LayerNorm(channels, eps=1e-6)
         self.pwconv1 = tnn.Linear(channels, 2 * channels)
         self.pwconv2 = tnn.Linear(2 * channels, channels)
+        self.layer_scale = LayerScale(channels)
 
     def forward(self, x):
         y = self.dwconv(x).permute(0, 2, 3, 1)  # NHWC: LayerNorm and Linear act on the channels
-        y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))
+        y = self.layer_scale(self.pwconv2(F.gelu(self.pwconv1(self.norm(y)))))
         return x + y.permute(0, 3, 1, 2)
 
 
@@ -107,6 +121,20 @@ def gluon_mobile(prelu_shared=False):
     return net
 
 
+class GluonLayerScale(gnn.HybridBlock):
+    """x * gamma over the last axis."""
+
+    def __init__(self, channels, **kwargs):
+        super().__init__(**kwargs)
+        self.gamma = self.params.get("gamma", shape=(channels,), init=mx.init.Constant(1e-6))
+
+    def hybrid_forward(self, F, x, gamma):
+        return F.broadcast_mul(x, gamma)
+
+
+GluonLayerScale.__name__ = "LayerScale"  # the name verify recognises a layer scale by
+
+
 class GluonConvNeXtBlock(gnn.HybridBlock):
     def __init__(self, channels, **kwargs):
         super().__init__(**kwargs)
@@ -114,10 +142,11 @@ class GluonConvNeXtBlock(gnn.HybridBlock):
         self.norm = gnn.LayerNorm(axis=-1, epsilon=1e-6, in_channels=channels)
         self.pwconv1 = gnn.Dense(2 * channels, flatten=False, in_units=channels)
         self.pwconv2 = gnn.Dense(channels, flatten=False, in_units=2 * channels)
+        self.layer_scale = GluonLayerScale(channels)
 
     def hybrid_forward(self, F, x):
         y = F.transpose(self.dwconv(x), axes=(0, 2, 3, 1))
-        y = self.pwconv2(F.LeakyReLU(self.pwconv1(self.norm(y)), act_type="gelu"))
+        y = self.layer_scale(self.pwconv2(F.LeakyReLU(self.pwconv1(self.norm(y)), act_type="gelu")))
         return x + F.transpose(y, axes=(0, 3, 1, 2))
 
 
@@ -156,6 +185,24 @@ def keras_mobile(ln_eps=1e-5, prelu="per_channel", grouped=False):
     return keras.Model(inputs, L.Dense(5)(x))
 
 
+class KerasLayerScale(keras.layers.Layer):
+    """keras.applications.convnext's LayerScale: x * gamma over the last axis."""
+
+    def __init__(self, init_values, projection_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.init_values, self.projection_dim = init_values, projection_dim
+
+    def build(self, _):
+        self.gamma = self.add_weight(shape=(self.projection_dim,),
+                                     initializer=keras.initializers.Constant(self.init_values), trainable=True)
+
+    def call(self, x):
+        return x * self.gamma
+
+
+KerasLayerScale.__name__ = "LayerScale"
+
+
 def keras_convnext():
     x = inputs = keras.Input((*SHAPE[1:], SHAPE[0]))
     x = L.Conv2D(8, 2, strides=2)(x)
@@ -163,7 +210,7 @@ def keras_convnext():
     y = L.DepthwiseConv2D(7, padding="same")(x)
     y = L.LayerNormalization(epsilon=1e-6)(y)
     y = L.Dense(16, activation="gelu")(y)
-    y = L.Dense(8)(y)
+    y = KerasLayerScale(1e-6, 8)(L.Dense(8)(y))
     x = L.Add()([x, y])
     x = L.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, L.Dense(5)(x))
@@ -183,7 +230,7 @@ def load_nontrivial(model, framework: str, seed: int) -> None:
     for layer in trace(model, np.zeros((1, *SHAPE), np.float32), framework):
         weights = {}
         for key, shape in layer.weight_shapes().items():
-            if layer.kind == "prelu":
+            if layer.kind in ("prelu", "channel_scale"):
                 value = rng.uniform(0.05, 0.5, shape)
             elif layer.kind in ("batchnorm", "layernorm") and key in ("weight", "running_var"):
                 value = rng.uniform(0.5, 1.5, shape)
