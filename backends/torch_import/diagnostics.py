@@ -24,13 +24,20 @@ def target_name(target) -> str:
     """``torch.nn.functional.relu``, ``operator.add``, ``torch.cat``: how a user would write it."""
     if isinstance(target, str):
         return target
+    name = getattr(target, "__name__", None) or repr(target)
+    qualname = getattr(target, "__qualname__", "") or name
     module = getattr(target, "__module__", None) or ""
-    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or repr(target)
-    if module in ("torch._C._nn", "torch._C._VariableFunctions", "torch._C") or module.startswith("torch._C"):
-        module = "torch.nn.functional" if module == "torch._C._nn" else "torch"
-    if module == "_operator":
-        module = "operator"
-    return f"{module}.{name}" if module else name
+    if qualname.startswith("_VariableFunctionsClass.") or module in ("torch.functional", "torch._C._VariableFunctions"):
+        return f"torch.{name}"
+    if module == "torch._C._nn" or module.startswith("torch.nn.functional"):
+        return f"torch.nn.functional.{name}"
+    if module in ("_operator", "operator"):
+        return f"operator.{name}"
+    if module == "builtins":
+        return name
+    if "<locals>" in qualname:  # torch's boolean_dispatch wrappers (F.max_pool2d)
+        qualname = name
+    return f"{module}.{qualname}" if module else qualname
 
 
 def operation(node, graph_module=None) -> str:
