@@ -10,7 +10,6 @@ one-line errors with exit code 2; a self-check that fails names the layer and wr
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -89,107 +88,6 @@ def exported(mx, tmp_path_factory):
             "factory": f"{factory}:build", "x": x, "expected": expected}
 
 
-# -- until the symbol importer lands: a tiny stand-in for this net's four ops, in the test only ----------
-
-try:
-    import netparity.backends.mxnet_checkpoint.gluon  # noqa: F401
-    import netparity.backends.mxnet_checkpoint.symbol  # noqa: F401
-    STANDIN = False
-except ImportError:
-    STANDIN = True
-
-STANDIN_SOURCE = '''
-"""A test stand-in for mxnet_checkpoint.symbol/gluon: Convolution, BatchNorm, Activation and
-FullyConnected in a chain, nothing else."""
-import json, tempfile
-from pathlib import Path
-import numpy as np
-from netparity.backends.importing import ImportedModel
-from netparity.backends.mxnet_checkpoint import CheckpointError, read_params, split_prefixes
-from netparity.spec import Spec, Conv2d, BatchNorm, Activation, Flatten, Dense
-
-
-def import_symbol(symbol, params, input_shape=None, output=None, name=None):
-    where = str(symbol)
-    data = json.loads(Path(symbol).read_text()) if not isinstance(symbol, dict) else symbol
-    args, auxs = split_prefixes(params)
-    nodes = data["nodes"]
-    blocks, weights, ops = [], {}, [n for n in nodes if n["op"] != "null"]
-
-    def get(store, node, index):
-        key = nodes[node["inputs"][index][0]]["name"]
-        if key not in store:
-            raise CheckpointError(where, f"node {node['name']!r} needs {key!r}, which the params file lacks")
-        return store[key]
-    for node in ops:
-        attrs = node.get("attrs", {})
-        path = f"blocks[{len(blocks)}]"
-        if node["op"] == "Convolution":
-            w = get(args, node, 1)
-            blocks.append(Conv2d(w.shape[0], tuple(w.shape[2:]), padding=eval(attrs["pad"]), name=node["name"]))
-            weights[f"{path}.weight"], weights[f"{path}.bias"] = w, get(args, node, 2)
-        elif node["op"] == "BatchNorm":
-            blocks.append(BatchNorm(eps=float(attrs["eps"]), momentum=1 - float(attrs["momentum"]), name=node["name"]))
-            for index, key in ((1, "weight"), (2, "bias")):
-                weights[f"{path}.{key}"] = get(args, node, index)
-            for index, key in ((3, "running_mean"), (4, "running_var")):
-                weights[f"{path}.{key}"] = get(auxs, node, index)
-        elif node["op"] == "Activation":
-            blocks.append(Activation(attrs["act_type"], name=node["name"]))
-        elif node["op"] == "FullyConnected":
-            w = get(args, node, 1)
-            blocks.append(Flatten(name=node["name"] + "_flatten"))
-            path = f"blocks[{len(blocks)}]"
-            blocks.append(Dense(w.shape[0], name=node["name"]))
-            weights[f"{path}.weight"], weights[f"{path}.bias"] = w, get(args, node, 2)
-        else:
-            raise CheckpointError(where, f"stand-in: op {node['op']} of node {node['name']!r}")
-    if input_shape is None:
-        channels = weights["blocks[0].weight"].shape[1]
-        side = int(round((weights[f"blocks[{len(blocks) - 1}].weight"].shape[1] / blocks[0].out_channels) ** 0.5))
-        input_shape = (channels, side, side)
-    spec = Spec(name or "net", tuple(input_shape), tuple(blocks))
-    layout = spec.infer().weight_layout()
-    for key, shape in layout.items():
-        if weights[key].shape != tuple(shape):
-            raise CheckpointError(where, f"{key}: params shape {weights[key].shape}, expected {tuple(shape)}")
-    return ImportedModel(spec, {k: np.asarray(weights[k], np.float32) for k in layout}, where, "mxnet",
-                         notes=["stand-in importer"], source_input="data")
-
-
-def import_block(block, input_shape):
-    import mxnet as mx
-    with tempfile.TemporaryDirectory() as folder:
-        block.hybridize()
-        block(mx.nd.zeros((1, *input_shape)))
-        block.export(folder + "/b")
-        return import_symbol(folder + "/b-symbol.json", read_params(folder + "/b-0000.params"), input_shape)
-'''
-
-
-def _install_standin(folder: Path) -> Path:
-    """Write the stand-in and a loader that registers it under the real modules' names."""
-    (folder / "standin_importers.py").write_text(STANDIN_SOURCE)
-    (folder / "use_standin.py").write_text(textwrap.dedent("""
-        import sys, standin_importers
-        sys.modules["netparity.backends.mxnet_checkpoint.symbol"] = standin_importers
-        sys.modules["netparity.backends.mxnet_checkpoint.gluon"] = standin_importers
-        """))
-    return folder
-
-
-@pytest.fixture
-def importers(tmp_path, monkeypatch):
-    """The symbol and gluon importers in this process: the real ones, or the stand-in."""
-    if STANDIN:
-        folder = tmp_path / "standin"
-        folder.mkdir()
-        monkeypatch.syspath_prepend(str(_install_standin(folder)))
-        import standin_importers
-        monkeypatch.setitem(sys.modules, "netparity.backends.mxnet_checkpoint.symbol", standin_importers)
-        monkeypatch.setitem(sys.modules, "netparity.backends.mxnet_checkpoint.gluon", standin_importers)
-
-
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args], terminal_width=200)
 
@@ -227,7 +125,7 @@ def relative(a, b) -> float:
 
 # -- with MXNet ---------------------------------------------------------------------------------------------
 
-def test_import_checkpoint_checks_against_mxnet(exported, importers, tmp_path):
+def test_import_checkpoint_checks_against_mxnet(exported, tmp_path):
     out, weights = tmp_path / "net.json", tmp_path / "net-weights.npz"
     result = invoke("import", exported["symbol"], "--params", exported["params"], "-o", out, "--weights", weights,
                     "--input-size", SIZE)
@@ -242,13 +140,13 @@ def test_import_checkpoint_checks_against_mxnet(exported, importers, tmp_path):
         assert sorted(stored.files) == sorted(Spec.load(out).infer().weight_layout())
 
 
-def test_import_finds_the_params_beside_the_symbol(exported, importers, tmp_path):
+def test_import_finds_the_params_beside_the_symbol(exported, tmp_path):
     result = invoke("import", exported["symbol"], "-o", tmp_path / "net.json", "--input-size", SIZE)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "net.npz").is_file()  # the default weights path
 
 
-def test_import_factory_gives_the_same_model(exported, importers, tmp_path):
+def test_import_factory_gives_the_same_model(exported, tmp_path):
     invoke("import", exported["symbol"], "--params", exported["params"], "-o", tmp_path / "a.json",
            "--input-size", SIZE)
     result = invoke("import", exported["factory"], "-o", tmp_path / "b.json", "--input-size", SIZE)
@@ -261,7 +159,7 @@ def test_import_factory_gives_the_same_model(exported, importers, tmp_path):
     assert relative(build_output(tmp_path / "b.json", tmp_path / "b.npz", exported["x"]), exported["expected"]) <= 1e-5
 
 
-def test_failed_self_check_names_the_layer_and_writes_nothing(exported, importers, tmp_path, monkeypatch):
+def test_failed_self_check_names_the_layer_and_writes_nothing(exported, tmp_path, monkeypatch):
     import netparity.backends.importing as importing
 
     real = importing.import_source
@@ -283,7 +181,7 @@ def test_failed_self_check_names_the_layer_and_writes_nothing(exported, importer
     assert not out.exists() and not (tmp_path / "net.npz").exists()
 
 
-def test_check_runs_parity_with_the_imported_weights(exported, importers, tmp_path, monkeypatch):
+def test_check_runs_parity_with_the_imported_weights(exported, tmp_path, monkeypatch):
     invoke("import", exported["symbol"], "-o", tmp_path / "net.json", "--input-size", SIZE)
     import netparity.compare as compare
 
@@ -318,7 +216,7 @@ def test_check_parity_uses_given_weights(monkeypatch):
     assert result.runs and not result.errors
 
 
-def test_check_weights_that_do_not_fit(exported, importers, tmp_path):
+def test_check_weights_that_do_not_fit(exported, tmp_path):
     invoke("import", exported["symbol"], "-o", tmp_path / "net.json", "--input-size", SIZE)
     with np.load(tmp_path / "net.npz") as stored:
         arrays = dict(stored)
@@ -336,7 +234,7 @@ def test_check_weights_that_do_not_fit(exported, importers, tmp_path):
 
 # -- bad input: one line, exit 2 -----------------------------------------------------------------------------
 
-def test_bad_sources_are_one_line_errors(exported, importers, tmp_path):
+def test_bad_sources_are_one_line_errors(exported, tmp_path):
     out = tmp_path / "out.json"
     one_line_error(invoke("import", tmp_path / "nope-symbol.json", "-o", out), "nope-symbol.json", "no such file")
     one_line_error(invoke("import", exported["symbol"], "--params", tmp_path / "nope.params", "-o", out),
@@ -348,7 +246,7 @@ def test_bad_sources_are_one_line_errors(exported, importers, tmp_path):
     invoke("export", "lenet", spec_file)
     one_line_error(invoke("import", spec_file, "-o", out), "is a netparity spec already")
     one_line_error(invoke("import", tmp_path / "model.onnx", "-o", out), "SOURCE is one of", "PREFIX-symbol.json",
-                   "FILE.py:FACTORY", "issue 11")
+                   "FILE.py:FACTORY")
     one_line_error(invoke("import", exported["params"], "-o", out), "weights only")
     one_line_error(invoke("import", "model.py", "-o", out), "name the factory function")
     one_line_error(invoke("import", exported["symbol"], "--input-size", "6,6", "-o", out), "--input-size")
@@ -358,7 +256,7 @@ def test_bad_sources_are_one_line_errors(exported, importers, tmp_path):
     assert not out.exists()
 
 
-def test_params_that_do_not_match_the_symbol(exported, importers, tmp_path):
+def test_params_that_do_not_match_the_symbol(exported, tmp_path):
     """A params file with a weight of another shape, one without a weight, one cut short: one line each."""
     from netparity.backends.mxnet_checkpoint import read_params, write_params
 
@@ -391,15 +289,9 @@ def run_without_mxnet(tmp_path: Path, *args, blocked=("mxnet",)) -> subprocess.C
     for module in blocked:
         (blocker / module).mkdir(parents=True, exist_ok=True)
         (blocker / module / "__init__.py").write_text(f"raise ImportError('{module} is blocked for this test')\n")
-    paths = [str(blocker)]
-    command = [sys.executable, "-m", "netparity.cli"]
-    if STANDIN:
-        paths.append(str(_install_standin(tmp_path)))
-        command = [sys.executable, "-c", "import use_standin, sys; from netparity.cli import main; "
-                                         "sys.argv[0] = 'netparity'; main()"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths + [os.environ.get("PYTHONPATH", "")]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")]),
            "COLUMNS": "200", "OMP_NUM_THREADS": "2"}
-    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, env=env, timeout=300,
+    return subprocess.run([sys.executable, "-m", "netparity.cli", *map(str, args)], capture_output=True, text=True, env=env, timeout=300,
                           cwd=tmp_path)
 
 
