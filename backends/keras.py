@@ -521,7 +521,7 @@ def _layernorm(layer, row, x, path, ctx):
 # - LeakyReLU's default slope is 0.3 (the layer) / 0.2 (keras.activations), PyTorch's 0.01:
 #   the spec's slope is always passed; negative slopes are refused by Keras (SignedLeakyReLU).
 NATIVE_ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "silu": "silu",
-                      "hardsigmoid": "hard_sigmoid", "hardswish": "hard_silu"}
+                      "hardsigmoid": "hard_sigmoid", "hardswish": "hard_silu", "softplus": "softplus"}
 
 
 def _activation(layer, row, x, path, ctx):

@@ -459,6 +459,7 @@ ACTIVATIONS = {
     "relu": lambda layer: nn.Activation("relu"),
     "sigmoid": lambda layer: nn.Activation("sigmoid"),
     "tanh": lambda layer: nn.Activation("tanh"),
+    "softplus": lambda layer: nn.Activation("softrelu"),  # MXNet's name for log(1 + exp(x))
     "leaky_relu": lambda layer: LeakyReLU(layer.negative_slope),
     "relu6": lambda layer: nn.HybridLambda(relu6),
     # LeakyReLU 'elu' is x > 0 ? x : slope*(exp(x)-1) (measured 7e-9, gradient 7e-8).

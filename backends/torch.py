@@ -219,6 +219,7 @@ ACTIVATIONS = {
     "hardswish": lambda layer: nn.Hardswish(),
     "hardsigmoid": lambda layer: nn.Hardsigmoid(),
     "gelu": lambda layer: nn.GELU(approximate=layer.approximate),
+    "softplus": lambda layer: nn.Softplus(),  # beta 1; linear beyond x = 20, 2e-9 from log(1 + e^x)
     "softmax": lambda layer: nn.Softmax(dim=1),  # channels of each pixel, or the features
 }
 

@@ -42,7 +42,7 @@ def _activation_cases() -> list[Case]:
                  Activation("leaky_relu", negative_slope=0.2), Activation("relu6"), Activation("elu"),
                  Activation("elu", alpha=0.5), Activation("silu"), Activation("hardswish"),
                  Activation("hardsigmoid"), Activation("gelu"), Activation("gelu", approximate="tanh"),
-                 Activation("softmax")]
+                 Activation("softplus"), Activation("softmax")]
     cases = []
     for act in functions:
         label = act.describe().replace(" ", "_").replace("(", "").replace(")", "")

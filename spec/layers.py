@@ -26,7 +26,7 @@ Pads = tuple[int, int, int, int]  # (top, bottom, left, right)
 # Every elementwise function the ``activation`` kind knows, with PyTorch's definitions
 # (spec/reference.py computes them; each backend builds exactly these, see the notes there).
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "relu6", "elu", "silu", "hardswish", "hardsigmoid",
-               "gelu", "softmax")
+               "gelu", "softplus", "softmax")
 GELU_APPROXIMATIONS = ("none", "tanh")
 MERGES = ("concat", "add", "mul")
 

@@ -56,7 +56,8 @@ ACTIVATIONS = [Activation("relu"), Activation("sigmoid"), Activation("tanh"), Ac
                Activation("leaky_relu", negative_slope=0.2), Activation("leaky_relu", negative_slope=-0.3),
                Activation("leaky_relu", negative_slope=1.5), Activation("relu6"), Activation("elu"),
                Activation("elu", alpha=0.5), Activation("silu"), Activation("hardswish"), Activation("hardsigmoid"),
-               Activation("gelu"), Activation("gelu", approximate="tanh"), Activation("softmax")]
+               Activation("gelu"), Activation("gelu", approximate="tanh"), Activation("softplus"),
+               Activation("softmax")]
 
 
 def image(*layers):

@@ -91,7 +91,8 @@ def np_activation(x, layer):
             "leaky_relu": lambda: np.maximum(x, 0) + layer.negative_slope * np.minimum(x, 0),
             "relu6": lambda: relu6(x), "elu": lambda: np.where(x > 0, x, layer.alpha * (np.exp(x) - 1)),
             "silu": lambda: x * sigmoid(x), "hardswish": lambda: x * relu6(x + 3) / 6,
-            "hardsigmoid": lambda: relu6(x + 3) / 6, "gelu": lambda: 0.5 * x * (1 + erf(x / math.sqrt(2)))}[f]()
+            "hardsigmoid": lambda: relu6(x + 3) / 6, "gelu": lambda: 0.5 * x * (1 + erf(x / math.sqrt(2))),
+            "softplus": lambda: np.log1p(np.exp(x))}[f]()
 
 
 def np_batchnorm(x, w, layer, training):
@@ -186,7 +187,7 @@ def _gate(channels, squeeze, gate="sigmoid"):
 
 
 ACTIVATIONS = [Activation(f) for f in ("relu", "sigmoid", "tanh", "leaky_relu", "relu6", "elu", "silu",
-                                        "hardswish", "hardsigmoid", "gelu", "softmax")] + [
+                                        "hardswish", "hardsigmoid", "gelu", "softplus", "softmax")] + [
     Activation("leaky_relu", negative_slope=0.2), Activation("leaky_relu", negative_slope=-0.3),
     Activation("elu", alpha=0.5), Activation("gelu", approximate="tanh")]
 

@@ -62,13 +62,15 @@ ACTIVATION_DEFINITIONS = {
     "hardsigmoid": lambda x: relu6(x + 3) / 6,
     "gelu": lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2))),
     "gelu (tanh)": lambda x: 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))),
+    "softplus": lambda x: torch.log1p(torch.exp(x)),
     "softmax": lambda x: torch.exp(x - x.amax(1, keepdim=True)) / torch.exp(x - x.amax(1, keepdim=True)).sum(
         1, keepdim=True),
 }
 ACTIVATIONS = [Activation("relu"), Activation("sigmoid"), Activation("tanh"), Activation("leaky_relu"),
                Activation("leaky_relu", negative_slope=0.2), Activation("relu6"), Activation("elu"),
                Activation("elu", alpha=0.5), Activation("silu"), Activation("hardswish"), Activation("hardsigmoid"),
-               Activation("gelu"), Activation("gelu", approximate="tanh"), Activation("softmax")]
+               Activation("gelu"), Activation("gelu", approximate="tanh"), Activation("softplus"),
+               Activation("softmax")]
 
 
 def batchnorm_eval(x, w, key, eps=1e-5):

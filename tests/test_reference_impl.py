@@ -49,7 +49,7 @@ ACTIVATIONS = {
     "leaky_relu": lambda x, l: F.leaky_relu(x, l.negative_slope), "relu6": lambda x, l: F.relu6(x),
     "elu": lambda x, l: F.elu(x, l.alpha), "silu": lambda x, l: F.silu(x), "hardswish": lambda x, l: F.hardswish(x),
     "hardsigmoid": lambda x, l: F.hardsigmoid(x), "gelu": lambda x, l: F.gelu(x, approximate=l.approximate),
-    "softmax": lambda x, l: torch.softmax(x, dim=1),
+    "softplus": lambda x, l: F.softplus(x), "softmax": lambda x, l: torch.softmax(x, dim=1),
 }
 
 

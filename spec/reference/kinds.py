@@ -156,6 +156,10 @@ ACTIVATIONS = {
     "hardswish": lambda x, layer: x * _relu6(x + 3.0) * (1.0 / 6.0),
     "hardsigmoid": lambda x, layer: _relu6(x + 3.0) * (1.0 / 6.0),
     "gelu": lambda x, layer: _gelu(x, layer.approximate),
+    # log(1 + exp(x)) written as max(x, 0) + log(1 + exp(-|x|)): no overflow for large x. PyTorch's
+    # nn.Softplus returns x itself beyond x = 20, 2e-9 away from this (1e-10 of the value).
+    "softplus": lambda x, layer: (ad.where(x.value > 0, x, 0.0)
+                                  + ad.log(ad.exp(ad.where(x.value > 0, -x, x)) + 1.0)),
     "softmax": lambda x, layer: _softmax(x),
 }
 
