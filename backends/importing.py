@@ -153,8 +153,8 @@ def _symbol_input(symbol: dict, params: dict, where: str) -> str:
 
 def _import_mxnet_checkpoint(source: str, params, input_shape, output, name) -> ImportedModel:
     from .mxnet_checkpoint import read_params
-    from .mxnet_checkpoint.source import checkpoint_counts, checkpoint_runner, input_channels, kept_output
-    from .mxnet_checkpoint.symbol import TRAINING_HEADS, import_symbol
+    from .mxnet_checkpoint.source import checkpoint_counts, checkpoint_runner, input_channels
+    from .mxnet_checkpoint.symbol import import_symbol
 
     symbol_path = Path(source)
     if not symbol_path.is_file():
@@ -177,7 +177,7 @@ def _import_mxnet_checkpoint(source: str, params, input_shape, output, name) -> 
         raise ImportSourceError(f"{symbol_path}: {error}") from error  # which file, for the one-line error
     imported.source = f"{symbol_path} + {params_path}"
     imported.source_input = imported.source_input or input_name
-    imported.source_output = imported.source_output or kept_output(symbol, output, TRAINING_HEADS)
+    imported.source_output = imported.source_output or output  # None: the symbol's first output
     if imported.source_counts is None:
         imported.source_counts = checkpoint_counts(symbol, arrays)
     try:

@@ -58,23 +58,6 @@ def _consumers(nodes: list[dict]) -> dict[int, list[int]]:
     return consumers
 
 
-def kept_output(symbol: dict, output: str | None, training_heads) -> str:
-    """The node whose first output an import keeps: ``output`` (``fc1`` or ``fc1_output``), else the
-    symbol's head, with training heads (``training_heads``: their op names) walked back to their data
-    input, as the symbol importer strips them."""
-    nodes = symbol["nodes"]
-    by_name = {node["name"]: index for index, node in enumerate(nodes)}
-    if output is not None:
-        for candidate in (output, output.removesuffix("_output"), output.removesuffix("_output0")):
-            if candidate in by_name:
-                return candidate
-        return output  # the importer has refused it already, or the runner will, by name
-    index = symbol["heads"][0][0]
-    while nodes[index]["op"] in training_heads and nodes[index].get("inputs"):
-        index = nodes[index]["inputs"][0][0]
-    return nodes[index]["name"]
-
-
 def input_channels(symbol: dict, params: Mapping[str, np.ndarray], input_name: str) -> int | None:
     """The input's channel count, read from the first Convolution (weight (O, C/groups, kh, kw)) or
     BatchNorm (gamma (C,)) that the input reaches through other operators; None if none does."""
