@@ -10,6 +10,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable
 
+from ..errors import NetparityError
 from ..model import Spec
 from . import models
 from .models import RESNET_STAGES, VGG_ARCHS
@@ -26,6 +27,13 @@ class Entry:
 
 
 _ZOO: dict[str, Entry] = {}
+
+
+class UnknownModel(NetparityError, KeyError):
+    """A name that is not in the zoo (a KeyError too, for callers that look names up)."""
+
+    def __str__(self) -> str:  # KeyError's own str() would quote the message
+        return str(self.args[0])
 
 
 def register(name: str, build: Callable[..., Spec], summary: str) -> None:
@@ -86,7 +94,7 @@ def entry(name: str) -> Entry:
     try:
         return _ZOO[name]
     except KeyError:
-        raise KeyError(f"unknown zoo model {name!r}; known: {', '.join(_ZOO)}") from None
+        raise UnknownModel(f"unknown zoo model {name!r}; known: {', '.join(_ZOO)}") from None
 
 
 def get(name: str, input_size: int | None = None, **overrides) -> Spec:
