@@ -8,8 +8,9 @@ SOURCE forms (``SOURCE_FORMS``; an unknown form is an ImportSourceError listing 
   (``mxnet_checkpoint.symbol.import_symbol``);
 - ``FILE.py:FACTORY``: the model a factory function returns; an MXNet Gluon ``HybridBlock`` goes
   through ``mxnet_checkpoint.gluon.import_block`` (needs MXNet), a Keras model through
-  ``keras_import`` (needs Keras);
-- ``keras.applications:NAME`` (built with weights=None) and ``FILE.keras``: ``keras_import``.
+  ``keras_import`` (needs Keras), a PyTorch ``nn.Module`` through ``torch_import`` (needs PyTorch);
+- ``keras.applications:NAME`` (built with weights=None) and ``FILE.keras``: ``keras_import``;
+- ``torchvision:NAME`` (``torchvision.models.get_model(NAME, weights=None)``): ``torch_import``.
 
 Extension points for the PyTorch and Keras importers (issue 11): ``FACTORY_IMPORTERS`` maps the
 framework of a factory's model ("torch", "keras", as ``compare.native.framework_of`` names it) to
@@ -45,13 +46,12 @@ SELF_CHECK_FRAMEWORKS = ("torch", "keras")  # the first installed one builds the
 SOURCE_FORMS = (
     ("PREFIX-symbol.json --params PREFIX-0000.params",
      "an MXNet checkpoint (Module API save_checkpoint, Gluon HybridBlock.export), read without MXNet"),
-    ("FILE.py:FACTORY", "a Python file whose function FACTORY returns an MXNet Gluon HybridBlock (needs MXNet) "
-                        "or a functional or Sequential keras.Model (needs Keras)"),
+    ("FILE.py:FACTORY", "a Python file whose function FACTORY returns an MXNet Gluon HybridBlock (needs MXNet), "
+                        "a functional or Sequential keras.Model (needs Keras) or a PyTorch nn.Module (needs PyTorch)"),
+    ("torchvision:NAME", "torchvision.models.get_model(NAME, weights=None): random weights, nothing downloaded"),
     ("keras.applications:NAME", "keras.applications.NAME(weights=None): random weights, nothing downloaded"),
     ("FILE.keras", "a Keras 3 model saved with model.save (functional or Sequential)"),
 )
-PLANNED_FORMS = ("PyTorch (torchvision:NAME, FILE.py:FACTORY returning an nn.Module) sources are "
-                 "planned (issue 11)")
 
 
 class ImportSourceError(NetparityError, ValueError):
@@ -98,7 +98,7 @@ def _forms() -> str:
 
 
 def _unknown(source: str, why: str) -> ImportSourceError:
-    return ImportSourceError(f"cannot import {source!r}: {why}. SOURCE is one of: {_forms()}. {PLANNED_FORMS}")
+    return ImportSourceError(f"cannot import {source!r}: {why}. SOURCE is one of: {_forms()}")
 
 
 def _read_symbol(path: Path) -> dict:
@@ -138,17 +138,15 @@ def _params_path(symbol_path: Path, params: str | Path | None) -> Path:
                             "choose one with --params FILE")
 
 
-def _symbol_input(symbol: dict, params: dict, where: str) -> str:
-    """The symbol's input: the one variable the params file does not hold (labels aside)."""
+def _symbol_input(symbol: dict, params: dict) -> str | None:
+    """The symbol's input, when it is plain: the one variable the params file does not hold
+    (labels aside). None otherwise: the symbol importer then says what is missing, by node."""
     from .mxnet_checkpoint.params import split_prefixes
 
     args, auxs = split_prefixes(params)
     free = [n["name"] for n in symbol["nodes"] if n.get("op") == "null" and n["name"] not in args
             and n["name"] not in auxs and not n["name"].endswith("_label")]
-    if len(free) != 1:
-        raise ImportSourceError(f"{where}: expected one input variable that the .params file does not hold, found "
-                                f"{len(free)}: {', '.join(free) or 'none'}")
-    return free[0]
+    return free[0] if len(free) == 1 else None
 
 
 def _import_mxnet_checkpoint(source: str, params, input_shape, output, name) -> ImportedModel:
@@ -162,19 +160,22 @@ def _import_mxnet_checkpoint(source: str, params, input_shape, output, name) -> 
     symbol = _read_symbol(symbol_path)
     params_path = _params_path(symbol_path, params)
     arrays = read_params(params_path)
-    input_name = _symbol_input(symbol, arrays, str(symbol_path))
-    if isinstance(input_shape, int):
-        channels = input_channels(symbol, arrays, input_name)
+    input_name = _symbol_input(symbol, arrays)
+
+    def run_importer(shape):
+        try:
+            return import_symbol(str(symbol_path), arrays, input_shape=shape, output=output, name=name)
+        except NetparityError as error:
+            if str(symbol_path) in str(error):
+                raise
+            raise ImportSourceError(f"{symbol_path}: {error}") from error  # which file, for the one-line error
+
+    if isinstance(input_shape, int):  # N: the channels from the first convolution, else the symbol's own shape
+        channels = input_channels(symbol, arrays, input_name) if input_name else None
         if channels is None:
-            raise ImportSourceError(f"{symbol_path}: the input's channel count cannot be read from a first "
-                                    "convolution or BatchNorm; give the input shape as --input-size C,H,W")
+            channels = run_importer(None).spec.input_shape[0]  # or the importer's error: what is missing, where
         input_shape = (channels, input_shape, input_shape)
-    try:
-        imported = import_symbol(str(symbol_path), arrays, input_shape=input_shape, output=output, name=name)
-    except NetparityError as error:
-        if str(symbol_path) in str(error):
-            raise
-        raise ImportSourceError(f"{symbol_path}: {error}") from error  # which file, for the one-line error
+    imported = run_importer(input_shape)
     imported.source = f"{symbol_path} + {params_path}"
     imported.source_input = imported.source_input or input_name
     imported.source_output = imported.source_output or output  # None: the symbol's first output
@@ -228,10 +229,24 @@ def _import_keras_application(app_name: str, input_size, output, name) -> Import
     return import_application(app_name, input_size, output, name)
 
 
+def _import_torch_module(model, input_size, output, source: str) -> ImportedModel:
+    from .torch_import.sources import import_factory_model
+
+    return import_factory_model(model, input_size, output, source)
+
+
+def _import_torchvision(model_name: str, input_size, output, name) -> ImportedModel:
+    from .torch_import.sources import import_torchvision
+
+    return import_torchvision(model_name, input_size, output, name)
+
+
 # framework of a factory's model -> importer(model, input_size, output, source)
-FACTORY_IMPORTERS: dict[str, Callable] = {"mxnet": _import_gluon_block, "keras": _import_keras_model}
-# source prefix ("torchvision:") -> importer(rest, input_size, output, name); issue 11 adds its own
-PREFIXED_SOURCES: dict[str, Callable] = {"keras.applications:": _import_keras_application}
+FACTORY_IMPORTERS: dict[str, Callable] = {"mxnet": _import_gluon_block, "keras": _import_keras_model,
+                                          "torch": _import_torch_module}
+# source prefix ("torchvision:") -> importer(rest, input_size, output, name)
+PREFIXED_SOURCES: dict[str, Callable] = {"keras.applications:": _import_keras_application,
+                                         "torchvision:": _import_torchvision}
 
 
 def _import_factory(source: str, input_size, output, name) -> ImportedModel:

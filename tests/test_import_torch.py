@@ -578,3 +578,51 @@ def test_bad_inputs_are_named():
                      r"RuntimeError: .*expected input\[1, 1, 8, 8\] to have 3 channels", message), message
     message = refuse(Lambda(lambda s, x: (s.c(x), x), c=conv()))
     assert "the model returns a tuple of 2" in message and "one tensor" in message
+
+
+# ---------------------------------------------------------------------------------------
+# netparity import's sources: torchvision:NAME and FILE.py:FACTORY
+# ---------------------------------------------------------------------------------------
+
+def test_torchvision_source_imports_and_checks_itself():
+    pytest.importorskip("torchvision", reason="torchvision is not installed")
+    from netparity.backends.importing import import_source, self_check
+
+    imported = import_source("torchvision:squeezenet1_1", input_size=49, name="squeeze")
+    assert imported.spec.name == "squeeze" and imported.spec.input_shape == (3, 49, 49)
+    assert imported.source == "torchvision:squeezenet1_1" and imported.source_framework == "torch"
+    check = self_check(imported)
+    assert check.ok and check.source_ran, check
+
+
+def test_torchvision_source_errors_are_named():
+    pytest.importorskip("torchvision", reason="torchvision is not installed")
+    from netparity.backends.importing import ImportSourceError, import_source
+
+    with pytest.raises(ImportSourceError, match=r"has no model 'resnet81' \(did you mean resnet18"):
+        import_source("torchvision:resnet81")
+    with pytest.raises(ImportSourceError, match=r"input 60x60 is smaller than the 75x75 torchvision states"):
+        import_source("torchvision:inception_v3", input_size=60)
+
+
+FACTORY = '''
+import torch.nn as nn
+
+def build_model():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 3))
+'''
+
+
+def test_factory_source(tmp_path):
+    from netparity.backends.importing import ImportSourceError, import_source, self_check
+
+    path = tmp_path / "small_torch_model.py"
+    path.write_text(FACTORY)
+    imported = import_source(f"{path}:build_model", input_size=12)  # channels from the first Conv2d
+    assert imported.spec.input_shape == (1, 12, 12)
+    assert [r.kind for r in imported.spec.infer().leaves()] == ["conv2d", "batchnorm", "activation",
+                                                                "global_avgpool", "dense"]
+    assert self_check(imported).ok
+    with pytest.raises(ImportSourceError, match="does not state its input size; give --input-size"):
+        import_source(f"{path}:build_model")
