@@ -500,6 +500,13 @@ def test_keras_nchw_input_through_permute_is_followed():
         report = verify_port(_torch_small(), candidate)  # the input shape read from the Keras model
         assert report.equivalent and report.input_shape == [2, 6, 6], (variant, report.summary())
         assert report.training is not None and report.training.ok
+    # an unbuilt Sequential that starts with the Permute: built for NCHW input
+    L = keras.layers
+    sequential = keras.Sequential([L.Permute((2, 3, 1)), L.Conv2D(4, 3, padding="same"),
+                                   L.BatchNormalization(epsilon=1e-5, momentum=0.9), L.ReLU(), L.Flatten(),
+                                   L.Dense(5)])
+    report = verify_port(_torch_small(), sequential, input_shape=(2, 6, 6))
+    assert report.equivalent and tuple(sequential.inputs[0].shape[1:]) == (2, 6, 6), report.summary()
     # and as the reference, into a Gluon port
     gluon = mx.gluon.nn.HybridSequential()
     gluon.add(mx.gluon.nn.Conv2D(4, 3, padding=1, in_channels=2), mx.gluon.nn.BatchNorm(in_channels=4),

@@ -176,9 +176,6 @@ def test_a_grouped_keras_conv2d_is_the_same_function_as_depthwise():
     report = verify_port(reference, grouped, input_shape=modern.SHAPE)
     assert report.equivalent, report.summary()
     assert report.layers[3].candidate_type == "Conv2D" and report.layers[3].shape == [8, 1, 3, 3]
-    depthwise = modern.keras_mobile()
-    modern.load_nontrivial(depthwise, "keras", seed=7)
-    assert verify_port(depthwise, grouped).equivalent
 
 
 def test_batchnorm_without_learned_scale_or_center():
