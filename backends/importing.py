@@ -138,15 +138,27 @@ def _params_path(symbol_path: Path, params: str | Path | None) -> Path:
                             "choose one with --params FILE")
 
 
-def _symbol_input(symbol: dict, params: dict) -> str | None:
-    """The symbol's input, when it is plain: the one variable the params file does not hold
-    (labels aside). None otherwise: the symbol importer then says what is missing, by node."""
+def _free_variables(symbol: dict, params: dict) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """The symbol's variables that the params file does not hold (labels aside), split into inputs
+    (first operand of every node using them) and missing parameters ``(variable, node, op)`` (a later
+    operand of some node: a weight the file should hold)."""
     from .mxnet_checkpoint.params import split_prefixes
 
     args, auxs = split_prefixes(params)
-    free = [n["name"] for n in symbol["nodes"] if n.get("op") == "null" and n["name"] not in args
-            and n["name"] not in auxs and not n["name"].endswith("_label")]
-    return free[0] if len(free) == 1 else None
+    nodes = symbol["nodes"]
+    inputs, missing = [], []
+    for index, node in enumerate(nodes):
+        name = node["name"]
+        if node.get("op") != "null" or name in args or name in auxs or name.endswith("_label"):
+            continue
+        users = [(user, slot) for user in nodes for slot, (source, *_) in enumerate(user.get("inputs", []))
+                 if source == index]
+        later = next(((user, slot) for user, slot in users if slot > 0), None)
+        if later:
+            missing.append((name, later[0]["name"], later[0]["op"]))
+        else:
+            inputs.append(name)
+    return inputs, missing
 
 
 def _import_mxnet_checkpoint(source: str, params, input_shape, output, name) -> ImportedModel:
@@ -160,7 +172,12 @@ def _import_mxnet_checkpoint(source: str, params, input_shape, output, name) -> 
     symbol = _read_symbol(symbol_path)
     params_path = _params_path(symbol_path, params)
     arrays = read_params(params_path)
-    input_name = _symbol_input(symbol, arrays)
+    inputs, missing = _free_variables(symbol, arrays)
+    if missing:
+        variable, node, op = missing[0]
+        raise ImportSourceError(f"{symbol_path}: {params_path} lacks {variable!r}, which node {node!r} ({op}) uses"
+                                + (f" ({len(missing) - 1} more missing)" if len(missing) > 1 else ""))
+    input_name = inputs[0] if len(inputs) == 1 else None  # else the symbol importer explains
 
     def run_importer(shape):
         try:

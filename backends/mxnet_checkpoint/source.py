@@ -58,9 +58,15 @@ def _consumers(nodes: list[dict]) -> dict[int, list[int]]:
     return consumers
 
 
+# Operators that keep their input's channels, through which input_channels looks for the first
+# Convolution or BatchNorm (besides the scalar arithmetic of preprocessing, _minus_scalar and friends).
+_SAME_CHANNELS = {"Activation", "LeakyReLU", "Dropout", "clip", "identity", "_copy", "Pooling", "Cast"}
+
+
 def input_channels(symbol: dict, params: Mapping[str, np.ndarray], input_name: str) -> int | None:
     """The input's channel count, read from the first Convolution (weight (O, C/groups, kh, kw)) or
-    BatchNorm (gamma (C,)) that the input reaches through other operators; None if none does."""
+    BatchNorm (gamma (C,)) that the input reaches through operators that keep the channels; None
+    if none does."""
     args, _ = split_prefixes(params)
     nodes = symbol["nodes"]
     consumers = _consumers(nodes)
@@ -75,11 +81,13 @@ def input_channels(symbol: dict, params: Mapping[str, np.ndarray], input_name: s
                 continue
             seen.add(consumer)
             slot = nodes[inputs[1][0]]["name"] if len(inputs) > 1 else None
-            if node["op"] == "Convolution" and slot in args and args[slot].ndim == 4:
-                return int(args[slot].shape[1]) * int(_attrs(node).get("num_group", 1))
-            if node["op"] == "BatchNorm" and slot in args:
-                return int(args[slot].shape[0])
-            queue.append(consumer)
+            if node["op"] == "Convolution":
+                ok = slot in args and args[slot].ndim == 4
+                return int(args[slot].shape[1]) * int(_attrs(node).get("num_group", 1)) if ok else None
+            if node["op"] == "BatchNorm":
+                return int(args[slot].shape[0]) if slot in args else None
+            if node["op"] in _SAME_CHANNELS or "scalar" in node["op"]:
+                queue.append(consumer)
     return None
 
 
