@@ -12,11 +12,12 @@ SOURCE forms (``SOURCE_FORMS``; an unknown form is an ImportSourceError listing 
 - ``keras.applications:NAME`` (built with weights=None) and ``FILE.keras``: ``keras_import``;
 - ``torchvision:NAME`` (``torchvision.models.get_model(NAME, weights=None)``): ``torch_import``.
 
-Extension points for the PyTorch and Keras importers (issue 11): ``FACTORY_IMPORTERS`` maps the
-framework of a factory's model ("torch", "keras", as ``compare.native.framework_of`` names it) to
-an importer ``(model, input_shape) -> ImportedModel``, and ``PREFIXED_SOURCES`` maps a source prefix
-(``torchvision:``, ``keras.applications:``) to ``(name, input_size) -> ImportedModel``. Each
-importer fills ``ImportedModel``; this module runs the self-check and writes the files.
+Extension points: ``FACTORY_IMPORTERS`` maps the framework of a factory's model ("mxnet", "torch",
+"keras", as ``compare.native.framework_of`` names it) to an importer ``(model, input_size, output,
+source) -> ImportedModel``, and ``PREFIXED_SOURCES`` maps a source prefix (``torchvision:``,
+``keras.applications:``) to ``(rest, input_size, output, name) -> ImportedModel``. Each importer
+fills ``ImportedModel`` (with a ``runner`` when its framework can run the source); this module runs
+the self-check and writes the files.
 
 The self-check (``self_check``) builds the imported spec in PyTorch, else Keras, else the NumPy
 reference, with the imported weights, and compares its output with the source's own (the source
