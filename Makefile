@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 MODEL ?= lenet_bn
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install run test wheel-smoke fuzz data clean parity-report performance
+.PHONY: install run test wheel-smoke fuzz data clean parity-report performance import-coverage
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ wheel-smoke: install
 # `netparity check resnet18`; writes docs/parity.md (a benchmark, not a test).
 parity-report: install
 	$(BIN)/python -m netparity.compare.check_zoo --out docs/parity.md
+
+# Every torchvision classification model and the keras.applications CNNs of issue 11, imported and
+# built in every framework, and the import time of resnet50 at 224 px; writes docs/importing.md
+# (a benchmark, not a test: about half an hour on 2 cores).
+import-coverage: install
+	$(BIN)/python -m netparity.compare.import_coverage --out docs/importing.md
 
 # The CPU figures of docs/performance.md (about an hour on 2 cores): every variant of lenet_bn and
 # resnet18 (with the hand-written references), then the zoo in the plain modes and MXNet hybridized.

@@ -437,7 +437,8 @@ def _cat(m, a, key="tensors", dim_key="dim"):
 # -- plain Python values ----------------------------------------------------------------------------------------
 
 PURE = {operator.add, operator.sub, operator.mul, operator.floordiv, operator.truediv, operator.mod, operator.neg,
-        operator.getitem, getattr, operator.pow}
+        operator.getitem, getattr, operator.pow, operator.eq, operator.ne, operator.lt, operator.le, operator.gt,
+        operator.ge, operator.not_, operator.and_, operator.or_}
 
 
 def _compute(m, function, args):
@@ -471,6 +472,22 @@ def _getattr(m, a):
     if isinstance(value, Param):
         return getattr(value.tensor, name)
     return _compute(m, getattr, (value, name))
+
+
+def _s_assert(condition, message): ...
+
+
+def _assert(m, a):
+    """``torch._assert(h == self.image_size, ...)``: a check on sizes the importer knows; one that
+    involves the batch size (Opaque) guards nothing the spec computes."""
+    condition = a["condition"]
+    if isinstance(condition, Opaque) or condition is BATCH:
+        return None
+    if isinstance(condition, (Tensor, Param, Pieces)):
+        m.fail("an assertion on tensor values, which depends on the data; the spec has no assertions")
+    if not condition:
+        m.fail(f"the model's assertion fails on this input: {a['message']}")
+    return None
 
 
 def _bind(stub, args, kwargs, m) -> dict:
@@ -523,6 +540,7 @@ def _function_table():
         torch.cat: (_s_cat, _cat), torch.concat: (_s_cat, _cat),
         torch.concatenate: (_s_concatenate, lambda m, a: _cat(m, a, "tensors", "axis")),
         operator.getitem: (_s_binary_index, _getitem), getattr: (_s_getattr, _getattr),
+        torch._assert: (_s_assert, _assert),
     }
     depth = __import__("sys").modules.get("torchvision.ops.stochastic_depth")
     if depth is not None:
