@@ -48,6 +48,10 @@ RECIPES: dict[str, Recipe] = {
        for name in ("tv_mobilenet_v2", "tv_mobilenet_v3_small", "tv_efficientnet_b0", "tv_regnet_y_400mf",
                     "tv_convnext_tiny", "tv_squeezenet1_1", "tv_shufflenet_v2_x1_0", "tv_resnext50_32x4d",
                     "tv_densenet121")},
+    # InsightFace trains MobileFaceNet with SGD momentum 0.9, weight decay 5e-4, lr 0.1 at 112 px; here
+    # its embedding is the 10 class scores.
+    "mobilefacenet": Recipe(lr=0.1, batch_size=128, resize=112, momentum=0.9, weight_decay=5e-4,
+                            overrides={"in_channels": 1, "embedding_size": 10}),
 }
 
 DEFAULT = Recipe(lr=0.1, batch_size=128)
