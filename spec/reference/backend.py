@@ -172,14 +172,19 @@ def forward_layers(model, x, training: bool = False, dropout_masks=None) -> dict
     return {path: _read_only(value) for path, value in run.outputs.items()}
 
 
-def input_gradient(model, x, upstream, training: bool = False, dropout_masks=None) -> np.ndarray:
-    """d(sum(model(x) * upstream)) / dx."""
-    model = _model(model)
-    batch = _batch(model, x)
+def _upstream(model: ReferenceModel, batch: np.ndarray, upstream) -> np.ndarray:
     expected = (len(batch), *model.inference.output_shape)
     upstream = np.asarray(upstream, dtype=np.float64)
     if upstream.shape != expected:
         raise _error(f"upstream gradient of shape {upstream.shape} does not match the output shape {expected}")
+    return upstream
+
+
+def input_gradient(model, x, upstream, training: bool = False, dropout_masks=None) -> np.ndarray:
+    """d(sum(model(x) * upstream)) / dx."""
+    model = _model(model)
+    batch = _batch(model, x)
+    upstream = _upstream(model, batch, upstream)
     graph, model.graph = model.graph, None  # used once: the graph holds every intermediate array
     if not training and graph is not None and np.array_equal(graph[0], batch):
         _, inputs, out = graph
@@ -196,12 +201,10 @@ def gradients(model, x, upstream, training: bool = False,
     framework backends expose weight gradients only through ``train_step``."""
     model = _model(model)
     batch = _batch(model, x)
-    upstream = np.asarray(upstream, dtype=np.float64)
+    upstream = _upstream(model, batch, upstream)
     run = _pass(model, len(batch), training, dropout_masks, weight_gradients=True)
     inputs = ad.variable(batch)
     out = _run(run, inputs)
-    if upstream.shape != out.shape:
-        raise _error(f"upstream gradient of shape {upstream.shape} does not match the output shape {out.shape}")
     keys = trainable_keys(model)
     found = ad.gradients(out, upstream, [inputs] + [run.variables.get(key, ad.constant(model.weights[key]))
                                                     for key in keys])
