@@ -27,6 +27,7 @@ from netparity.backends import BACKEND_NAMES, available, get_backend  # noqa: E4
 from netparity.backends.torch_import import TorchImportError, import_model  # noqa: E402
 from netparity.spec import (Branches, ConcatBranches, DenseConcat, Flatten, GlobalAvgPool, GlobalMaxPool,  # noqa: E402
                             Identity, Residual, Sequence, init_weights, zoo)
+from netparity.compare.import_coverage import randomize_statistics  # noqa: E402
 from netparity.spec.layers import Block  # noqa: E402
 
 from helpers import smallest_input  # noqa: E402
@@ -94,36 +95,6 @@ OPTIONS = {"googlenet": dict(aux_logits=False, init_weights=True), "inception_v3
 
 def family_params():
     return [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in FAMILIES]
-
-
-def randomize_statistics(model, size: int) -> None:
-    """BatchNorm statistics measured on a random batch, then scaled and shifted at random; BN's
-    affine terms, every bias and ConvNeXt's layer scale (1e-6 at init, which would hide its
-    block) drawn at random too, so that a misplaced weight shows in the output."""
-    generator = torch.Generator().manual_seed(0)
-
-    def uniform(tensor, low, high):
-        tensor.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
-
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    with torch.no_grad():
-        for key, parameter in model.named_parameters():
-            if key.endswith("layer_scale"):
-                uniform(parameter, 0.5, 1.5)
-            elif key.endswith("bias"):
-                uniform(parameter, -0.1, 0.1)
-        for norm in norms:
-            uniform(norm.weight, 0.5, 1.5)
-            norm.reset_running_stats()
-            norm.momentum = None  # the statistics of this one batch
-        model.train()
-        model(torch.randn((4, 3, size, size), generator=generator))
-        model.eval()
-        for norm in norms:
-            norm.momentum = 0.1
-            norm.running_var.mul_(torch.rand(norm.running_var.shape, generator=generator) * 0.5 + 0.75).add_(0.05)
-            norm.running_mean.add_((torch.rand(norm.running_mean.shape, generator=generator) - 0.5)
-                                   * 0.2 * norm.running_var.sqrt())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,79 +309,104 @@ def conv(c_in=3, c_out=6, kernel=3, *args, **kwargs):
     return nn.Conv2d(c_in, c_out, kernel, *args, **kwargs)
 
 
+def _gate(s, x):
+    y = s.c(x)
+    return y * torch.sigmoid(s.se(y.mean([2, 3], keepdim=True)))
+
+
+def _slices(s, x):
+    y = s.c(x)
+    return torch.cat([y[:, y.size(1) // 3:], y[:, :2, :, :]], 1)
+
+
+def _functional_activations(s, x):
+    x = F.relu6(torch.relu(F.gelu(s.c(x), approximate="tanh")))
+    x = F.hardswish(F.silu(F.elu(F.leaky_relu(x, 0.3), 0.5)))
+    return F.softmax(torch.tanh(F.hardsigmoid(x)).clamp(0, 6).sigmoid(), dim=1)
+
+
+# name -> (forward(self, x), the layers (a factory: built when the test runs), input shape)
 FORMS = {
-    "view(size(0), -1) and Linear": (lambda s, x: s.fc(F.relu(s.c(x)).view(x.size(0), -1)),
-                                     lambda: dict(c=conv(3, 4, 3), fc=nn.Linear(4 * 6 * 6, 5)), (3, 8, 8)),
-    "reshape(shape[0], -1)": (lambda s, x: s.fc(s.c(x).reshape(x.shape[0], -1)),
-                              lambda: dict(c=conv(3, 4, 3), fc=nn.Linear(4 * 6 * 6, 5)), (3, 8, 8)),
-    "torch.flatten and x.flatten": (lambda s, x: s.fc(torch.flatten(s.c(x), 1)) + s.fc2(s.c2(x).flatten(1)),
-                                    lambda: dict(c=conv(3, 2, 3), c2=conv(3, 2, 3), fc=nn.Linear(72, 5), fc2=nn.Linear(72, 5)),
-                                    (3, 8, 8)),
-    "x.mean((2, 3))": (lambda s, x: s.fc(s.c(x).mean((2, 3))), lambda: dict(c=conv(), fc=nn.Linear(6, 4)), (3, 7, 7)),
-    "mean([2, 3], keepdim=True) gate": (lambda s, x: (lambda y: y * torch.sigmoid(s.se(y.mean([2, 3], keepdim=True))))(
-        s.c(x)), lambda: dict(c=conv(), se=conv(6, 6, 1)), (3, 7, 7)),
+    "view(size(0), -1) and Linear": (
+        lambda s, x: s.fc(F.relu(s.c(x)).view(x.size(0), -1)),
+        lambda: dict(c=conv(3, 4, 3), fc=nn.Linear(4 * 6 * 6, 5)), (3, 8, 8)),
+    "reshape(shape[0], -1)": (
+        lambda s, x: s.fc(s.c(x).reshape(x.shape[0], -1)),
+        lambda: dict(c=conv(3, 4, 3), fc=nn.Linear(4 * 6 * 6, 5)), (3, 8, 8)),
+    "torch.flatten and x.flatten": (
+        lambda s, x: s.fc(torch.flatten(s.c(x), 1)) + s.fc2(s.c2(x).flatten(1)),
+        lambda: dict(c=conv(3, 2, 3), c2=conv(3, 2, 3), fc=nn.Linear(72, 5), fc2=nn.Linear(72, 5)), (3, 8, 8)),
+    "x.mean((2, 3))": (
+        lambda s, x: s.fc(s.c(x).mean((2, 3))),
+        lambda: dict(c=conv(), fc=nn.Linear(6, 4)), (3, 7, 7)),
+    "mean([2, 3], keepdim=True) gate": (_gate, lambda: dict(c=conv(), se=conv(6, 6, 1)), (3, 7, 7)),
     "torch.amax over H and W": (lambda s, x: torch.amax(s.c(x), dim=(-2, -1)), lambda: dict(c=conv()), (3, 7, 7)),
-    "F.adaptive_avg_pool2d": (lambda s, x: torch.flatten(F.adaptive_avg_pool2d(s.c(x), (2, 3)), 1),
-                              lambda: dict(c=conv()), (3, 9, 9)),
+    "F.adaptive_avg_pool2d": (
+        lambda s, x: torch.flatten(F.adaptive_avg_pool2d(s.c(x), (2, 3)), 1), lambda: dict(c=conv()), (3, 9, 9)),
     "F.adaptive_max_pool2d(1)": (lambda s, x: F.adaptive_max_pool2d(s.c(x), 1), lambda: dict(c=conv()), (3, 7, 7)),
-    "torch.cat, +, *, torch.add": (lambda s, x: torch.cat([s.a(x) + s.b(x), torch.add(s.a2(x), s.b2(x)) * s.c(x)], 1),
-                                   lambda: dict(a=conv(), b=conv(), a2=conv(), b2=conv(), c=conv()), (3, 6, 6)),
+    "torch.cat, +, *, torch.add": (
+        lambda s, x: torch.cat([s.a(x) + s.b(x), torch.add(s.a2(x), s.b2(x)) * s.c(x)], 1),
+        lambda: dict(a=conv(), b=conv(), a2=conv(), b2=conv(), c=conv()), (3, 6, 6)),
     "torch.chunk and split on dim 1": (lambda s, x: s.split(x), lambda: dict(split=Split()), (3, 6, 6)),
-    "x[:, a:b]": (lambda s, x: (lambda y: torch.cat([y[:, 2:], y[:, :2, :, :]], 1))(s.c(x)), lambda: dict(c=conv()),
-                  (3, 6, 6)),
-    "channel shuffle view/transpose/view": (lambda s, x: s.shuffle(s.c(x)), lambda: dict(c=conv(), shuffle=ChannelShuffle()),
-                                            (3, 5, 5)),
-    "nn.ChannelShuffle": (lambda s, x: s.shuffle(s.c(x)), lambda: dict(c=conv(), shuffle=nn.ChannelShuffle(3)), (3, 5, 5)),
-    "permute -> LayerNorm/Linear -> permute, layer scale": (lambda s, x: s.block(s.c(x)),
-                                                           lambda: dict(c=conv(3, 8, 1), block=LayerScaleBlock(8)), (3, 6, 6)),
-    "channels-last layer scale (C,)": (lambda s, x: s.block(s.c(x)), lambda: dict(c=conv(3, 4, 1), block=ChannelsLastScale(4)),
-                                       (3, 5, 5)),
-    "activations as modules": (lambda s, x: s.acts(s.c(x)), lambda: dict(c=conv(), acts=nn.Sequential(
-        nn.ReLU(), nn.ReLU6(), nn.LeakyReLU(0.2), nn.ELU(0.7), nn.SiLU(), nn.Hardswish(), nn.Hardsigmoid(),
-        nn.GELU(approximate="tanh"), nn.GELU(), nn.Sigmoid(), nn.Tanh(), nn.Hardtanh(0, 6), nn.PReLU(6),
-        nn.Softmax(dim=1))), (3, 5, 5)),
-    "activations as functions": (
-        lambda s, x: F.softmax(torch.tanh(F.hardsigmoid(F.hardswish(F.silu(F.elu(F.leaky_relu(
-            F.relu6(torch.relu(F.gelu(s.c(x), approximate="tanh"))), 0.3), 0.5))))).clamp(0, 6).sigmoid(), dim=1),
-        lambda: dict(c=conv()), (3, 5, 5)),
-    "conv options": (lambda s, x: s.c4(s.c3(s.c2(s.c1(x)))), lambda: dict(
-        c1=conv(3, 6, 4, padding="same"), c2=conv(6, 6, 3, stride=2, padding=2, dilation=2, groups=3),
-        c3=conv(6, 4, (3, 1), padding=(1, 0), bias=False), c4=conv(4, 4, 3, padding="valid", groups=4)), (3, 9, 9)),
+    "x[:, a:b]": (_slices, lambda: dict(c=conv()), (3, 6, 6)),
+    "channel shuffle view/transpose/view": (
+        lambda s, x: s.shuffle(s.c(x)), lambda: dict(c=conv(), shuffle=ChannelShuffle()), (3, 5, 5)),
+    "nn.ChannelShuffle": (lambda s, x: s.shuffle(s.c(x)), lambda: dict(c=conv(), shuffle=nn.ChannelShuffle(3)),
+                          (3, 5, 5)),
+    "permute -> LayerNorm/Linear -> permute, layer scale": (
+        lambda s, x: s.block(s.c(x)), lambda: dict(c=conv(3, 8, 1), block=LayerScaleBlock(8)), (3, 6, 6)),
+    "channels-last layer scale (C,)": (
+        lambda s, x: s.block(s.c(x)), lambda: dict(c=conv(3, 4, 1), block=ChannelsLastScale(4)), (3, 5, 5)),
+    "activations as modules": (
+        lambda s, x: s.acts(s.c(x)),
+        lambda: dict(c=conv(), acts=nn.Sequential(
+            nn.ReLU(), nn.ReLU6(), nn.LeakyReLU(0.2), nn.ELU(0.7), nn.SiLU(), nn.Hardswish(), nn.Hardsigmoid(),
+            nn.GELU(approximate="tanh"), nn.GELU(), nn.Sigmoid(), nn.Tanh(), nn.Hardtanh(0, 6), nn.PReLU(6),
+            nn.Softmax(dim=1))), (3, 5, 5)),
+    "activations as functions": (_functional_activations, lambda: dict(c=conv()), (3, 5, 5)),
+    "conv options": (
+        lambda s, x: s.c4(s.c3(s.c2(s.c1(x)))),
+        lambda: dict(c1=conv(3, 6, 4, padding="same"), c2=conv(6, 6, 3, stride=2, padding=2, dilation=2, groups=3),
+                     c3=conv(6, 4, (3, 1), padding=(1, 0), bias=False), c4=conv(4, 4, 3, padding="valid", groups=4)),
+        (3, 9, 9)),
     "F.conv2d and F.linear with parameters": (
         lambda s, x: F.linear(F.conv2d(x, s.w, s.b, padding=1).flatten(1), s.fw),
         lambda: dict(w=nn.Parameter(torch.randn(4, 3, 3, 3)), b=nn.Parameter(torch.randn(4)),
-             fw=nn.Parameter(torch.randn(5, 4 * 5 * 5))), (3, 5, 5)),
-    "BatchNorm affine and not, BatchNorm1d": (lambda s, x: s.bn3(s.fc(torch.flatten(s.bn2(s.bn(s.c(x))), 1))),
-                                              lambda: dict(c=conv(3, 6, 1), bn=nn.BatchNorm2d(6), bn2=nn.BatchNorm2d(6, affine=False),
-                                                   fc=nn.Linear(6 * 25, 7), bn3=nn.BatchNorm1d(7, eps=1e-3,
-                                                                                             momentum=0.3)),
-                                              (3, 5, 5)),
-    "pools": (lambda s, x: s.p4(s.p3(s.p2(s.p1(s.c(x))))), lambda: dict(
-        c=conv(), p1=nn.MaxPool2d(3, 2, 1, ceil_mode=True), p2=nn.AvgPool2d(3, 1, 1, count_include_pad=False),
-        p3=nn.AvgPool2d(2, ceil_mode=True), p4=nn.AdaptiveAvgPool2d((2, 1))), (3, 11, 11)),
-    "functional pools": (lambda s, x: F.avg_pool2d(F.max_pool2d(s.c(x), 2, ceil_mode=True), 3, stride=1, padding=1),
-                         lambda: dict(c=conv()), (3, 9, 9)),
-    "padding": (lambda s, x: F.pad(s.c(s.pad(x)), (1, 0, 2, 1)), lambda: dict(pad=nn.ZeroPad2d((0, 1, 1, 0)), c=conv()),
-                (3, 6, 6)),
-    "dropout, StochasticDepth, Identity": (
-        lambda s, x: F.dropout(s.i(s.d(s.c(x))), 0.3, s.training), lambda: dict(c=conv(), d=nn.Dropout(0.2), i=nn.Identity()),
-        (3, 5, 5)),
-    "LayerNorm on flat features, Softmax on features": (lambda s, x: s.sm(s.ln(s.fc(torch.flatten(x, 1)))),
-                                                        lambda: dict(fc=nn.Linear(27, 6), ln=nn.LayerNorm(6),
-                                                             sm=nn.Softmax(dim=-1)), (3, 3, 3)),
+                     fw=nn.Parameter(torch.randn(5, 4 * 5 * 5))), (3, 5, 5)),
+    "BatchNorm affine and not, BatchNorm1d": (
+        lambda s, x: s.bn3(s.fc(torch.flatten(s.bn2(s.bn(s.c(x))), 1))),
+        lambda: dict(c=conv(3, 6, 1), bn=nn.BatchNorm2d(6), bn2=nn.BatchNorm2d(6, affine=False),
+                     fc=nn.Linear(6 * 25, 7), bn3=nn.BatchNorm1d(7, eps=1e-3, momentum=0.3)), (3, 5, 5)),
+    "pools": (
+        lambda s, x: s.p4(s.p3(s.p2(s.p1(s.c(x))))),
+        lambda: dict(c=conv(), p1=nn.MaxPool2d(3, 2, 1, ceil_mode=True),
+                     p2=nn.AvgPool2d(3, 1, 1, count_include_pad=False), p3=nn.AvgPool2d(2, ceil_mode=True),
+                     p4=nn.AdaptiveAvgPool2d((2, 1))), (3, 11, 11)),
+    "functional pools": (
+        lambda s, x: F.avg_pool2d(F.max_pool2d(s.c(x), 2, ceil_mode=True), 3, stride=1, padding=1),
+        lambda: dict(c=conv()), (3, 9, 9)),
+    "padding": (
+        lambda s, x: F.pad(s.c(s.pad(x)), (1, 0, 2, 1)), lambda: dict(pad=nn.ZeroPad2d((0, 1, 1, 0)), c=conv()),
+        (3, 6, 6)),
+    "dropout and Identity": (
+        lambda s, x: F.dropout(s.i(s.d(s.c(x))), 0.3, s.training),
+        lambda: dict(c=conv(), d=nn.Dropout(0.2), i=nn.Identity()), (3, 5, 5)),
+    "LayerNorm and Softmax on flat features": (
+        lambda s, x: s.sm(s.ln(s.fc(torch.flatten(x, 1)))),
+        lambda: dict(fc=nn.Linear(27, 6), ln=nn.LayerNorm(6), sm=nn.Softmax(dim=-1)), (3, 3, 3)),
 }
 
 
-def form_module(forward, layers, shape=None) -> nn.Module:
+def form_module(name: str) -> nn.Module:
+    forward, layers, _ = FORMS[name]
     torch.manual_seed(0)
     return Lambda(forward, **layers())
 
 
 @pytest.mark.parametrize("form", list(FORMS))
 def test_form_reproduces_the_module(form):
-    forward, layers, shape = FORMS[form]
-    torch.manual_seed(0)
-    module = Lambda(forward, **layers())
+    module = form_module(form)
+    shape = FORMS[form][2]
     with torch.no_grad():  # non-trivial statistics and slopes
         for m in module.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -436,29 +432,29 @@ def test_stochastic_depth_is_drop_path():
 
 
 def test_kinds_and_fields_of_the_forms():
-    leaves = import_model(form_module(*FORMS["activations as modules"][:2]), (3, 5, 5)).spec.infer().leaves()
+    leaves = import_model(form_module("activations as modules"), (3, 5, 5)).spec.infer().leaves()
     assert [r.layer.describe() for r in leaves] == [
         "conv2d 6@3x3", "relu", "relu6", "leaky_relu 0.2", "elu 0.7", "silu", "hardswish", "hardsigmoid",
         "gelu (tanh)", "gelu", "sigmoid", "tanh", "relu6", "prelu", "softmax"]
-    leaves = import_model(form_module(*FORMS["conv options"][:2]), (3, 9, 9)).spec.infer().leaves()
+    leaves = import_model(form_module("conv options"), (3, 9, 9)).spec.infer().leaves()
     # PyTorch's 'same' for an even kernel pads the odd pixel after (bottom, right)
     assert leaves[0].layer.padding == (1, 2, 1, 2)
     assert (leaves[1].layer.dilation, leaves[1].layer.groups, leaves[1].layer.stride) == ((2, 2), 3, (2, 2))
     assert leaves[2].layer.bias is False
-    leaves = import_model(form_module(*FORMS["BatchNorm affine and not, BatchNorm1d"][:2]), (3, 5, 5)).spec.infer().leaves()
+    leaves = import_model(form_module("BatchNorm affine and not, BatchNorm1d"), (3, 5, 5)).spec.infer().leaves()
     norms = [r.layer for r in leaves if r.kind == "batchnorm"]
     assert [(n.scale, n.center, n.eps, n.momentum) for n in norms] == [
         (True, True, 1e-5, 0.1), (False, False, 1e-5, 0.1), (True, True, 1e-3, 0.3)]
-    kinds = [r.kind for r in import_model(form_module(*FORMS["channel shuffle view/transpose/view"][:2]),
+    kinds = [r.kind for r in import_model(form_module("channel shuffle view/transpose/view"),
                                           (3, 5, 5)).spec.infer().leaves()]
     assert kinds == ["conv2d", "channel_shuffle"]
-    spec = import_model(form_module(*FORMS["torch.chunk and split on dim 1"][:2]), (3, 6, 6)).spec
+    spec = import_model(form_module("torch.chunk and split on dim 1"), (3, 6, 6)).spec
     slices = [(r.layer.start, r.layer.stop) for r in spec.infer().leaves() if r.kind == "channel_slice"]
     assert sorted(slices) == [(0, 1), (0, 3), (1, 4), (3, 6)]
 
 
 def test_imported_weights_are_the_modules():
-    module = form_module(*FORMS["permute -> LayerNorm/Linear -> permute, layer scale"][:2])
+    module = form_module("permute -> LayerNorm/Linear -> permute, layer scale")
     imported = import_model(module, (3, 6, 6))
     weights = list(imported.weights.values())
     # state_dict order: c, block.gamma, block.dw, block.norm, block.up, block.down
@@ -466,8 +462,11 @@ def test_imported_weights_are_the_modules():
     assert len(weights) == len(state)
     for ours, theirs in zip(weights, state):
         assert np.array_equal(ours.reshape(-1), theirs.reshape(-1))
-    assert imported.weights[next(k for k in imported.weights if k.endswith("weight") and
-                                 imported.weights[k].shape == (16, 8, 1, 1))].shape == (16, 8, 1, 1)
+    # the Linear over channels-last pixels is a 1x1 convolution with the (out, in) weight as (out, in, 1, 1)
+    up = next(r for r in imported.spec.infer().leaves() if r.layer.name == "block.up")
+    assert up.kind == "conv2d" and up.layer.kernel == (1, 1) and up.output_shape == (16, 6, 6)
+    np.testing.assert_array_equal(imported.weights[f"{up.path}.weight"],
+                                  module.block.up.weight.detach().numpy().reshape(16, 8, 1, 1))
 
 
 def test_training_mode_is_restored():
@@ -478,7 +477,7 @@ def test_training_mode_is_restored():
 
 
 def test_runner_gives_each_layer_by_its_spec_name():
-    module = form_module(*FORMS["permute -> LayerNorm/Linear -> permute, layer scale"][:2])
+    module = form_module("permute -> LayerNorm/Linear -> permute, layer scale")
     imported = import_model(module, (3, 6, 6))
     x = batch((3, 6, 6))
     backend = get_backend("torch")
@@ -564,7 +563,8 @@ def test_untraceable_model_gives_fx_reason_and_hint():
 
     message = refuse(Dynamic())
     assert re.search(r"torch\.fx cannot trace Dynamic: TraceError: symbolically traced variables cannot be used as "
-                     r"inputs to control flow \(at .*test_import_torch\.py:\d+ in forward: if x\.mean\(\) > 0:", message)
+                     r"inputs to control flow \(at .*test_import_torch\.py:\d+ in forward: if x\.mean\(\) > 0:",
+                     message)
     assert "Make the branch static" in message and "import the static part of the model" in message
 
 

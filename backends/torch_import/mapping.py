@@ -122,6 +122,8 @@ class Mapper:
             return type(arg)(self.value(a) for a in arg)
         if isinstance(arg, dict):
             return {k: self.value(v) for k, v in arg.items()}
+        if isinstance(arg, slice):  # x[:, :c] with c = x.size(1) // 2
+            return slice(self.value(arg.start), self.value(arg.stop), self.value(arg.step))
         return arg
 
     # -- emitting layers -------------------------------------------------------------------
