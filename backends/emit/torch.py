@@ -9,11 +9,10 @@ holds the canonical weights under the emitted attribute names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from .modules import Dialect, LeafCode, write_classes
 from .naming import camel, pair_value
-from .plan import Child, ClassPlan, Plan, build_plan, join, native_paths
-from .source import REQUIRED, Writer, arguments, class_doc, expr, format_source, load_module
+from .plan import Child, Plan, build_plan, native_paths
+from .source import REQUIRED, Writer, arguments, expr, format_source, load_module
 
 NAME = "torch"
 FRAMEWORK = "PyTorch"
@@ -85,22 +84,6 @@ class Lowering:
 # ---------------------------------------------------------------------------------------
 # Leaf code
 # ---------------------------------------------------------------------------------------
-
-@dataclass
-class LeafCode:
-    """``ctor``: the module stored as an attribute (None: no attribute); ``call``: how forward
-    applies it (``{m}`` the module, ``{x}`` the input); ``seq``: the modules that compute it
-    inside an ``nn.Sequential``."""
-
-    ctor: str | None
-    call: str = "{m}({x})"
-    seq: list[str] | None = None
-    helpers: tuple[str, ...] = ()
-    note: str = ""
-
-    def sequential(self) -> list[str]:
-        return self.seq if self.seq is not None else [self.ctor]
-
 
 ACTIVATION_MODULES = {"relu": "nn.ReLU()", "sigmoid": "nn.Sigmoid()", "tanh": "nn.Tanh()", "relu6": "nn.ReLU6()",
                       "silu": "nn.SiLU()", "hardswish": "nn.Hardswish()", "hardsigmoid": "nn.Hardsigmoid()"}
@@ -280,113 +263,25 @@ class DenseConcat(nn.ModuleList):
 }
 
 
-# ---------------------------------------------------------------------------------------
-# Classes
-# ---------------------------------------------------------------------------------------
-
-def _call_ctor(child: Child) -> str:
-    cls = child.cls
-    if len(cls.params) <= 3:
-        args = ", ".join(expr(child.args[p.name]) for p in cls.params)
-    else:
-        args = ", ".join(f"{p.name}={expr(child.args[p.name])}" for p in cls.params)
-    return f"{cls.name}({args})"
-
-
-def _ctor(child: Child, out: Writer) -> str | None:
-    """The expression building ``child``'s module (None for a leaf computed in forward)."""
-    if child.role == "leaf":
-        code = leaf_code(child)
-        if code.ctor is not None:
-            for name in code.helpers:
-                out.helper(name)
-        out.note(code.note)
-        return code.ctor
-    if child.role == "call":
-        return _call_ctor(child)
-    if child.role == "inline":
-        modules = []
-        for leaf in child.children:
-            code = leaf_code(leaf)
-            for name in code.helpers:
-                out.helper(name)
-            modules += code.sequential()
-        return f"nn.Sequential({', '.join(modules)})"
-    out.helper("DenseConcat")
-    return f"DenseConcat([{', '.join(_call_ctor(unit) for unit in child.children)}])"
-
-
-def _apply(child: Child, x: str) -> str | None:
-    """The forward expression of ``child`` on ``x`` (None: nothing to do)."""
-    if child.role == "leaf":
-        code = leaf_code(child)
-        if code.ctor is None and code.call == "{x}":
-            return None
-        return code.call.format(m=f"self.{child.attr}", x=x)
-    return f"self.{child.attr}({x})"
-
-
-def _write_class(cls: ClassPlan, out: Writer) -> None:
+class TorchDialect(Dialect):
     base = "nn.Module"
-    out.line(f"class {cls.name}({base}):")
-    with out.indented():
-        for line in class_doc(cls, "A residual block: body(x) + shortcut(x)"):
-            out.line(line)
-        out.line()
-        params = "".join(f", {p.name}" for p in cls.params)
-        out.line(f"def __init__(self{params}):")
-        with out.indented():
-            out.line("super().__init__()")
-            for child in cls.children:
-                ctor = _ctor(child, out)
-                if ctor is not None:
-                    out.line(f"self.{child.attr} = {ctor}")
-            if cls.shortcut is not None:
-                ctor = _ctor(cls.shortcut, out)
-                if cls.shortcut_flag:
-                    out.line("self.shortcut = None")
-                    out.line(f"if {cls.shortcut_flag}:")
-                    with out.indented():
-                        out.line(f"self.shortcut = {ctor}")
-                else:
-                    out.line(f"self.shortcut = {ctor}")
-        out.line()
-        out.line("def forward(self, x):")
-        with out.indented():
-            _write_forward(cls, out)
-    out.line()
-    out.line()
+    forward = "def forward(self, x):"
 
+    def leaf_code(self, child):
+        return leaf_code(child)
 
-def _write_forward(cls: ClassPlan, out: Writer) -> None:
-    if cls.kind in ("model", "sequence"):
-        for child in cls.children:
-            step = _apply(child, "x")
-            if step is not None:
-                out.line(f"x = {step}")
-        out.line("return x")
-        return
-    if cls.kind == "residual":
-        value = "x"
-        for child in cls.children:
-            step = _apply(child, value)
-            if step is not None:
-                out.line(f"out = {step}")
-                value = "out"
-        if cls.shortcut is None:
-            out.line(f"return {value} + x")
-        elif cls.shortcut_flag:
-            out.line("shortcut = x if self.shortcut is None else self.shortcut(x)")
-            out.line(f"return {value} + shortcut")
-        else:
-            out.line(f"return {value} + self.shortcut(x)")
-        return
-    branches = [_apply(child, "x") or "x" for child in cls.children]
-    if cls.merge == "concat":
-        out.line(f"return torch.cat([{', '.join(branches)}], dim=1)")
-    else:
+    def sequential(self, modules, out):
+        return f"nn.Sequential({', '.join(modules)})"
+
+    def dense(self, units, out):
+        out.helper("DenseConcat")
+        return f"DenseConcat([{', '.join(units)}])"
+
+    def merge(self, merge, branches, out):
+        if merge == "concat":
+            return f"torch.cat([{', '.join(branches)}], dim=1)"
         # add and mul broadcast a (N, C, 1, 1) gate over (N, C, H, W) (squeeze-and-excitation)
-        out.line(f"return {(' + ' if cls.merge == 'add' else ' * ').join(branches)}")
+        return (" + " if merge == "add" else " * ").join(branches)
 
 
 def class_name(base: str) -> str:
@@ -401,8 +296,7 @@ def emit_source(spec) -> str:
     """One Python file that imports only PyTorch and defines ``build_model()``."""
     the_plan = plan(spec)
     body = Writer()
-    for cls in the_plan.classes:
-        _write_class(cls, body)
+    write_classes(TorchDialect(), the_plan, body)
     c, h, w = the_plan.spec.input_shape
     out_shape = ", ".join(str(s) for s in the_plan.spec.infer().output_shape)
     body.line("def build_model():")
