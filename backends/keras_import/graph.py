@@ -67,7 +67,7 @@ class Importer:
         self.notes: list[str] = []
         self.counters: Counter[str] = Counter()  # fusions done, for the notes
         self.current = ("", "")  # (name, class) of the Keras layer being converted
-        self.seen: set[int] = set()
+        self.calls: Counter[int] = Counter()  # calls of each Keras layer so far
         self.top_values: list[tuple[object, Value]] = []  # (Keras tensor, Value) of the top-level graph
 
     # -- errors --------------------------------------------------------------------------
@@ -194,9 +194,12 @@ class Importer:
         """Convert one call of ``operation`` (a layer, a nested model or a keras op)."""
         name = prefix + operation.name
         self.current = (name, type(operation).__name__)
-        if id(operation) in self.seen:
-            self.refuse("it is called more than once (shared weights); the spec has no weight sharing")
-        self.seen.add(id(operation))
+        self.calls[id(operation)] += 1
+        if self.calls[id(operation)] > 1:
+            if getattr(operation, "weights", None):
+                self.refuse("it is called more than once, sharing its weights; the spec has no weight sharing")
+            name = f"{name}#{self.calls[id(operation)]}"  # a weightless layer used twice: two spec layers
+            self.current = (name, type(operation).__name__)
         training = kwargs.get("training")
         if training is not None and not (training is False):
             self.refuse("it is called with training=True, so it runs in training mode even at inference")

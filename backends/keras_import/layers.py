@@ -230,6 +230,20 @@ def _padded_input(imp: Importer, x: Value, padding: str, extent, stride):
     return x, pads
 
 
+def _check_bias_axis(imp: Importer, layer, out: Value) -> None:
+    """Keras 3.15's TensorFlow ``ops.add`` (backend/tensorflow/numpy.py ``add``) turns ``x + b`` with
+    b of shape (1, C, 1, 1) into ``tf.nn.bias_add`` and picks NHWC whenever x's last axis also has
+    size C: a channels_first convolution whose output width equals its channel count gets its bias
+    added along W (measured: Conv2D(4, 3, strides=2, channels_first) on 9x8, error 0.88 for biases
+    in [-1, 1]). That model does not compute a convolution plus bias; refuse it rather than import
+    the function it was meant to be."""
+    if (layer.use_bias and out.layout == NCHW and out.shape[0] > 1 and out.shape[2] == out.shape[0]
+            and keras.backend.backend() == "tensorflow"):
+        imp.refuse(f"channels_first with a bias and an output width equal to its {out.shape[0]} channels: Keras "
+                   "3.15's TensorFlow backend then adds the bias along the width (keras.ops.add reads the "
+                   "(1, C, 1, 1) bias as channels_last), so the layer does not compute convolution + bias")
+
+
 def _extent(kernel, dilation):
     return tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
 
@@ -244,7 +258,9 @@ def _conv2d(imp, layer, x):
     weights = {"weight": _canonical(imp, spec, source, "weight", values["kernel"])}
     if layer.use_bias:
         weights["bias"] = values["bias"]
-    return _then_activation(imp, layer.activation, imp.leaf(_name(imp), spec, source, weights=weights))
+    out = imp.leaf(_name(imp), spec, source, weights=weights)
+    _check_bias_axis(imp, layer, out)
+    return _then_activation(imp, layer.activation, out)
 
 
 def _depthwise_conv2d(imp, layer, x):
@@ -258,7 +274,9 @@ def _depthwise_conv2d(imp, layer, x):
     weights = {"weight": _canonical(imp, spec, source, "weight", values["kernel"])}
     if layer.use_bias:
         weights["bias"] = values["bias"]
-    return _then_activation(imp, layer.activation, imp.leaf(_name(imp), spec, source, weights=weights))
+    out = imp.leaf(_name(imp), spec, source, weights=weights)
+    _check_bias_axis(imp, layer, out)
+    return _then_activation(imp, layer.activation, out)
 
 
 def _separable_conv2d(imp, layer, x):
@@ -278,7 +296,9 @@ def _separable_conv2d(imp, layer, x):
     weights = {"weight": _canonical(imp, pointwise, middle, "weight", values["pointwise_kernel"])}
     if layer.use_bias:
         weights["bias"] = values["bias"]
-    return _then_activation(imp, layer.activation, imp.leaf(f"{name}/pointwise", pointwise, middle, weights=weights))
+    out = imp.leaf(f"{name}/pointwise", pointwise, middle, weights=weights)
+    _check_bias_axis(imp, layer, out)
+    return _then_activation(imp, layer.activation, out)
 
 
 def _zero_padding2d(imp, layer, x):
@@ -331,9 +351,11 @@ def _rescaling(imp, layer, x):
     x = imp.standard(x)
     scale = np.asarray(layer.scale, dtype=np.float32).astype(np.float64)
     offset = np.asarray(layer.offset, dtype=np.float32).astype(np.float64)
-    if (scale.size > 1 or offset.size > 1) and x.layout == NCHW and keras.config.image_data_format() != "channels_first":
-        imp.refuse("per-channel values over the last axis of a channels_first tensor (Keras reshapes them per "
-                   "channel only when keras.config.image_data_format() is 'channels_first')")
+    if (scale.size > 1 or offset.size > 1) and x.layout == NCHW:
+        # keras 3.15 reshapes a per-channel scale to (C, 1, 1) only while the global image_data_format is
+        # channels_first, and never the offset, which then broadcasts over W (layers/preprocessing/rescaling.py)
+        imp.refuse("per-channel scale or offset on a channels_first tensor: Keras broadcasts them over "
+                   "different axes depending on the global image_data_format, so there is no one function to map")
     if scale.ndim > 1 or offset.ndim > 1:
         imp.refuse(f"scale {scale.shape} / offset {offset.shape}: imported with scalars or one value per channel")
     if np.any(scale == 0):
@@ -361,11 +383,12 @@ def _normalization(imp, layer, x):
 
 # -- pooling ----------------------------------------------------------------------------------
 
-def _pool_options(shape, kernel, stride, pads, pool_type, divisor_ok=None):
+def _pool_options(shape, kernel, stride, pads, pool_type, divisor_ok=None, include_pad_first=True):
     """The spec pool (``pool_type``) whose windows are those of a Keras 'valid' pool over the
     input padded by ``pads`` (top, bottom, left, right), or None: same output size, same window
     starts (padding = the pads before), the pads after reached by ceil mode. ``divisor_ok``
-    (average pools) accepts PyTorch's divisor per output position."""
+    (average pools) accepts PyTorch's divisor per output position; where both count_include_pad
+    values give it, ``include_pad_first`` says which the spec states (what the Keras layer means)."""
     _, h, w = shape
     before, after = (pads[0], pads[2]), (pads[1], pads[3])
     outs = [(size + lo + hi - k) // s + 1 for size, lo, hi, k, s in zip((h, w), before, after, kernel, stride)]
@@ -375,7 +398,7 @@ def _pool_options(shape, kernel, stride, pads, pool_type, divisor_ok=None):
             continue
         if pool_type is MaxPool2d:
             return MaxPool2d(kernel, stride, before, ceil_mode)
-        for count_include_pad in (True, False):
+        for count_include_pad in ((True, False) if include_pad_first else (False, True)):
             divisor = avg_pool_divisor(h, w, kernel, stride, before, ceil_mode, count_include_pad)
             if divisor_ok(divisor):
                 return AvgPool2d(kernel, stride, before, ceil_mode, count_include_pad)
@@ -427,7 +450,7 @@ def _avgpool(imp, layer, x):
         def excludes_padding(divisor):
             return divisor.shape == real.shape and np.array_equal(divisor, real)
 
-        spec = _pool_options(x.shape, kernel, stride, pads, AvgPool2d, excludes_padding)
+        spec = _pool_options(x.shape, kernel, stride, pads, AvgPool2d, excludes_padding, include_pad_first=False)
         if spec is None:
             imp.refuse(f"average pooling 'same' {show_shape(kernel)} /{show_shape(stride)} on {show_shape(x.shape)}: "
                        "no PyTorch-style pool has these windows")

@@ -110,7 +110,7 @@ class KerasRunner:
 
     def layers(self, x):
         if self._probe is None:
-            self._probe = self.keras.Model(self.graph.inputs, [t for _, t, _ in self.layer_values])
+            self._probe = self.keras.Model(self.graph.inputs[0], [t for _, t, _ in self.layer_values])
         outs = self._probe(self._keras_input(x), training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         return {name: to_canonical(np.asarray(self.keras.ops.convert_to_numpy(out)), value)
