@@ -305,6 +305,22 @@ class Split(nn.Module):
         return torch.cat([torch.cat([self.p(a), b], dim=1), torch.cat([rest, first], dim=1)], dim=1)
 
 
+class LinearSqueezeExcitation(nn.Module):
+    """Squeeze-and-excitation written with Linear layers and views (SENet's reference code)."""
+
+    def __init__(self, channels, reduction=2):
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(nn.Linear(channels, channels // reduction, bias=False), nn.ReLU(inplace=True),
+                                nn.Linear(channels // reduction, channels), nn.Sigmoid())
+
+    def forward(self, x):
+        b, c, _, _ = x.size()
+        y = self.avg_pool(x).view(b, c)
+        y = self.fc(y).view(b, c, 1, 1)
+        return x * y.expand_as(x)
+
+
 def conv(c_in=3, c_out=6, kernel=3, *args, **kwargs):
     return nn.Conv2d(c_in, c_out, kernel, *args, **kwargs)
 
@@ -340,6 +356,8 @@ FORMS = {
         lambda s, x: s.fc(s.c(x).mean((2, 3))),
         lambda: dict(c=conv(), fc=nn.Linear(6, 4)), (3, 7, 7)),
     "mean([2, 3], keepdim=True) gate": (_gate, lambda: dict(c=conv(), se=conv(6, 6, 1)), (3, 7, 7)),
+    "squeeze-and-excitation with Linear, view and expand_as": (
+        lambda s, x: s.se(s.c(x)), lambda: dict(c=conv(), se=LinearSqueezeExcitation(6)), (3, 7, 7)),
     "torch.amax over H and W": (lambda s, x: torch.amax(s.c(x), dim=(-2, -1)), lambda: dict(c=conv()), (3, 7, 7)),
     "F.adaptive_avg_pool2d": (
         lambda s, x: torch.flatten(F.adaptive_avg_pool2d(s.c(x), (2, 3)), 1), lambda: dict(c=conv()), (3, 9, 9)),
@@ -445,6 +463,11 @@ def test_kinds_and_fields_of_the_forms():
     norms = [r.layer for r in leaves if r.kind == "batchnorm"]
     assert [(n.scale, n.center, n.eps, n.momentum) for n in norms] == [
         (True, True, 1e-5, 0.1), (False, False, 1e-5, 0.1), (True, True, 1e-3, 0.3)]
+    rows = import_model(form_module("squeeze-and-excitation with Linear, view and expand_as"), (3, 7, 7)).spec.infer()
+    gate = rows.row("blocks[1].branches[1]")
+    assert [(r.layer.describe(), r.output_shape) for r in rows.leaves() if r.path.startswith(gate.path)] == [
+        ("global_avgpool keepdims", (6, 1, 1)), ("conv2d 3@1x1 no bias", (3, 1, 1)), ("relu", (3, 1, 1)),
+        ("conv2d 6@1x1", (6, 1, 1)), ("sigmoid", (6, 1, 1))]
     kinds = [r.kind for r in import_model(form_module("channel shuffle view/transpose/view"),
                                           (3, 5, 5)).spec.infer().leaves()]
     assert kinds == ["conv2d", "channel_shuffle"]
@@ -517,6 +540,11 @@ REFUSED = {
     "a module called twice": (Lambda(lambda s, x: s.c(s.c(x)), c=conv(3, 3, 1)),
                               r"fx node 'c_1'.*c\.weight is used again.*tied weights"),
     "a layer norm over W": (Lambda(lambda s, x: s.ln(x), ln=nn.LayerNorm(6)), r"fx node 'ln'.*over the W axis"),
+    "a view back to (F, 1, 1) of features that were not (F, 1, 1)": (
+        Lambda(lambda s, x: s.c(x) * s.fc(torch.flatten(x, 1)).view(x.size(0), 6, 1, 1), c=conv(),
+               fc=nn.Linear(3 * 6 * 6, 6)),
+        r"fx node 'view' \(call_method Tensor\.view\).*a view of flat features back to \(6, 1, 1\) after flatten "
+        r"'flatten'; the importer restates only dense, activation"),
     "Linear over W": (Lambda(lambda s, x: s.fc(x), fc=nn.Linear(6, 4)), r"fx node 'fc'.*mixes positions along W"),
 }
 

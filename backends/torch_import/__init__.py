@@ -203,8 +203,9 @@ def fuse_global_pools(mapper) -> None:
         fused = GraphNode(pool.name, pool.inputs, layer=dataclasses.replace(pool.layer, keepdims=False))
         by_name[pool.name] = fused
         replaced[node.name] = pool.name
-        mapper.producer[pool.name] = mapper.producer[node.name]
-        mapper.layouts[pool.name] = mapper.layouts[node.name]
+        mapper.producer[pool.name] = mapper.producer.pop(node.name)
+        mapper.layouts[pool.name] = mapper.layouts.pop(node.name)
+        mapper.shapes[pool.name] = mapper.shapes.pop(node.name)
         del by_name[node.name], mapper.weights[node.name]
     if not replaced:
         return

@@ -15,7 +15,7 @@ import operator
 from ...spec.layers import ChannelShuffle, ChannelSlice, Flatten
 from . import layers
 from .diagnostics import target_name
-from .values import (BATCH, CHANNELS_LAST, GROUPED, SHUFFLED, STANDARD, Opaque, Param, Pieces, Tensor)
+from .values import (BATCH, CHANNELS_LAST, EXPANDED, GROUPED, SHUFFLED, STANDARD, Opaque, Param, Pieces, Tensor)
 
 
 # -- stubs: PyTorch's signatures ----------------------------------------------------------------------
@@ -274,6 +274,8 @@ def _reshape_to(m, x: Tensor, target: tuple) -> Tensor:
         if x.layout == GROUPED:
             return Tensor(x.node, x.shape)  # grouped and viewed back: nothing happened
         return m.leaf(ChannelShuffle(x.groups), Tensor(x.node, x.shape), name=m.default_name("channel_shuffle"))
+    if x.layout == STANDARD and len(x.shape) == 1 and target == (x.shape[0], 1, 1):
+        return m.unflatten(x)
     if x.layout == CHANNELS_LAST and target == (math.prod(x.shape),) and x.shape[1:] == (1, 1):
         return m.leaf(Flatten(), x, name=m.default_name("flatten"), layout=STANDARD)
     m.fail(f"a view/reshape of per-example shape {x.source_shape()} ({x.layout}) to {target}; the spec states "
@@ -304,6 +306,29 @@ def _transpose(m, a):
         return Tensor(x.node, x.shape, SHUFFLED if x.layout == GROUPED else GROUPED, x.groups)
     m.fail(f"transpose{tuple(sorted(dims))} of a {rank}-D tensor in {x.layout} layout; the importer follows the "
            "channel shuffle's transpose(1, 2) of (N, g, C/g, H, W) only")
+
+
+def _s_expand_as(input, other): ...
+
+
+def _expand_as(m, a):
+    x, other = _tensor(m, a["input"], "expand_as"), a["other"]
+    return _expand(m, x, _sizes(_tensor(m, other, "expand_as")))
+
+
+def _expand(m, x: Tensor, sizes) -> Tensor:
+    """A (C, 1, 1) gate expanded over (C, H, W), for add or mul with it (squeeze-and-excitation)."""
+    sizes = _shape_list(m, sizes)
+    if len(sizes) == x.rank and (sizes[0] is BATCH or sizes[0] == -1):
+        target = tuple(s if s != -1 else d for s, d in zip(sizes[1:], x.shape))
+        if x.layout == STANDARD and len(x.shape) == 3 and x.shape[1:] == (1, 1) and target[0] == x.shape[0]:
+            if target[1:] == (1, 1):
+                return x
+            return Tensor(x.node, x.shape, EXPANDED, expanded_to=tuple(int(s) for s in target[1:]))
+        if target == x.shape:
+            return x
+    m.fail(f"expand of per-example shape {x.shape} to {sizes}; the importer follows a (C, 1, 1) gate expanded over "
+           "(C, H, W) for an add or mul (the spec broadcasts it)")
 
 
 def _alias(m, a):
@@ -564,6 +589,7 @@ METHODS = {
     "permute": (_s_shape_args, lambda m, a: _permute(m, a, a["shape"])),
     "transpose": (_s_transpose, _transpose), "swapaxes": (_s_transpose, _transpose),
     "contiguous": (_s_alias, _alias), "clone": (_s_alias, _alias),
+    "expand_as": (_s_expand_as, _expand_as), "expand": (_s_shape_args, lambda m, a: _expand(m, a["input"], a["shape"])),
     "size": (_s_size, _size), "dim": (_s_plain, _dim),
     "chunk": (_s_chunk, _chunk), "split": (_s_split, _split),
     "add": (_s_binary, _binary("add")), "add_": (_s_binary, _binary("add")),

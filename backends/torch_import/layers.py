@@ -10,7 +10,7 @@ from __future__ import annotations
 from ...spec.layers import (Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, ChannelScale, Conv2d, Dense,
                             DropPath, Dropout, Flatten, GlobalAvgPool, GlobalMaxPool, LayerNorm, MaxPool2d, Pad2d,
                             PReLU)
-from .values import CHANNELS_LAST, STANDARD, Param, Tensor
+from .values import CHANNELS_LAST, EXPANDED, STANDARD, Param, Tensor
 
 
 def _pair(value) -> tuple[int, int]:
@@ -26,8 +26,9 @@ def require(m, x: Tensor, what: str, image: bool = False, layouts=(STANDARD,)) -
     if not isinstance(x, Tensor):
         m.fail(f"{what} of something that is not a tensor computed from the input")
     if x.layout not in layouts:
-        where = {CHANNELS_LAST: "channels-last (after permute(0, 2, 3, 1))"}.get(x.layout, f"the {x.layout} layout "
-                                                                                        "of a channel shuffle")
+        where = {CHANNELS_LAST: "channels-last (after permute(0, 2, 3, 1))",
+                 EXPANDED: "expanded (expand_as: the spec broadcasts a gate in add and mul only)"}.get(
+            x.layout, f"the {x.layout} layout of a channel shuffle")
         m.fail(f"{what} of a tensor in {where} layout; here the spec states it only for "
                + " or ".join("(N, C, H, W) / (N, F)" if layout == STANDARD else "channels-last (N, H, W, C)"
                              for layout in layouts))

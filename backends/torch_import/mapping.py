@@ -12,12 +12,14 @@ where it starts instead of producing a wrong spec.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ...spec.errors import SpecError
 from ..graph_folding import GraphNode
 from .diagnostics import NodeError, module_path, target_name
-from .values import BATCH, STANDARD, Opaque, Param, Pieces, Tensor
+from .values import BATCH, EXPANDED, STANDARD, Opaque, Param, Pieces, Tensor
 
 # In-place operations whose input the mapping treats as a fresh value: safe only when nothing
 # reads the input (or a view of it) after the operation.
@@ -34,6 +36,7 @@ class Mapper:
         self.weights: dict[str, dict[str, np.ndarray]] = {}  # graph node -> {canonical name: array}
         self.ranks: dict[str, int] = {}  # graph node -> the smallest rank of its weights
         self.producer: dict[str, object] = {}  # graph node -> the fx node whose output it is
+        self.shapes: dict[str, tuple] = {}  # graph node -> its output's per-example spec shape
         self.concats: dict[tuple, Tensor] = {}  # the inputs of each concat merge -> its output
         self.layouts: dict[str, str] = {}  # graph node -> the layout the fx node holds it in
         self.functional: dict[str, str] = {}  # graph node from a function call -> the module it is in
@@ -62,8 +65,7 @@ class Mapper:
             elif node.op == "get_attr":
                 value = self._get_attr(node)
             elif node.op == "call_module":
-                x, extra = self._module_input(node)
-                value = map_module(self, node, self.gm.get_submodule(node.target), x, extra)
+                value = map_module(self, node, self.gm.get_submodule(node.target))
             elif node.op in ("call_function", "call_method"):
                 value = map_call(self, node)
             elif node.op == "output":
@@ -77,6 +79,7 @@ class Mapper:
     def _placeholder(self, node, placeholders):
         if node is placeholders[0]:
             self.input_name = self.unique(node.name)
+            self.shapes[self.input_name] = self.input_shape
             return Tensor(self.input_name, self.input_shape)
         if node.args:  # forward(self, x, flag=False): a default value, used as is
             return node.args[0]
@@ -92,14 +95,15 @@ class Mapper:
         trainable = isinstance(value, torch.nn.Parameter)
         return Param(str(node.target), value, trainable)
 
-    def _module_input(self, node):
+    def module_input(self, node) -> Tensor:
+        """The one tensor a mapped module is called on."""
         if len(node.args) != 1 or node.kwargs:
             self.fail(f"a module called with {len(node.args)} positional and {len(node.kwargs)} keyword arguments; "
                       "the importer maps modules called on one tensor")
         x = self.value(node.args[0])
         if not isinstance(x, Tensor):
             self.fail(f"the module is called on {_kind(x)}, not on a tensor computed from the model's input")
-        return x, None
+        return x
 
     def _output(self, node):
         result = self.value(node.args[0])
@@ -176,6 +180,7 @@ class Mapper:
             arrays[key] = np.ascontiguousarray(array.reshape(expected[key]), dtype=np.float32)
             self._use_parameter(qualname)
         self.nodes.append(GraphNode(name, (x.node,), layer=layer))
+        self.shapes[name] = shape
         self.weights[name] = arrays
         ranks = [self.parameter_rank[q] for _, q in weights.values() if q in self.parameter_rank]
         if ranks:
@@ -187,6 +192,8 @@ class Mapper:
         return Tensor(name, shape, layout or x.layout, groups)
 
     def merge(self, kind: str, inputs: list[Tensor], name: str = "") -> Tensor:
+        if kind in ("add", "mul"):  # y.expand_as(x): the spec broadcasts a (C, 1, 1) gate itself
+            inputs = [Tensor(x.node, x.shape) if x.layout == EXPANDED else x for x in inputs]
         original = tuple(x.node for x in inputs)
         if kind == "concat":
             inputs = self._reuse_concat(inputs)
@@ -203,12 +210,70 @@ class Mapper:
                          "adds and multiplies equal shapes, or a (C, 1, 1) gate over (C, H, W)"))
         name = self.unique(name or module_path(self.node) or self.node.name)
         self.nodes.append(GraphNode(name, tuple(x.node for x in inputs), merge=kind))
+        self.shapes[name] = shape
         if kind == "concat":
             self.concats[original] = Tensor(name, shape, inputs[0].layout)
         self.weights[name] = {}
         self.producer[name] = self.node
         self.layouts[name] = inputs[0].layout
         return Tensor(name, shape, inputs[0].layout)
+
+    def unflatten(self, x: Tensor) -> Tensor:
+        """Flat (F,) features viewed back to (F, 1, 1), as squeeze-and-excitation blocks written with
+        Linear layers do (``pool(x).view(b, c)`` -> Linear, ReLU, Linear, sigmoid -> ``.view(b, c, 1,
+        1)``): the layers since the flatten are restated on (F, 1, 1) pixels, exactly: a Linear is a
+        1x1 convolution there, and the flatten (or the pool's dropping of H and W) goes."""
+        from ...spec.layers import Conv2d, Dense, Flatten, GlobalAvgPool, GlobalMaxPool
+
+        by_name = {node.name: i for i, node in enumerate(self.nodes)}
+        consumers: dict[str, int] = {}
+        for node in self.nodes:
+            for source in node.inputs:
+                consumers[source] = consumers.get(source, 0) + 1
+        chain, name = [], x.node
+        kept = ("dense", "activation", "batchnorm", "dropout", "prelu", "layernorm")
+        while True:
+            index = by_name.get(name)
+            node = None if index is None else self.nodes[index]
+            if node is None or node.is_merge or consumers.get(name, 0) != (1 if chain else 0) or \
+                    len(self.producer[name].users) != 1:
+                self.fail(f"a view of flat features ({x.shape[0]},) to ({x.shape[0]}, 1, 1); the importer restates "
+                          "the layers since a flatten of (C, 1, 1) on (C, 1, 1) pixels (squeeze-and-excitation "
+                          f"with Linear layers), but {name!r} is not such a chain of {', '.join(kept)} layers "
+                          "with one user each")
+            layer = node.layer
+            if isinstance(layer, Flatten) and self.shapes[node.inputs[0]][1:] == (1, 1):
+                chain.append((index, "remove"))
+                break
+            if isinstance(layer, (GlobalAvgPool, GlobalMaxPool)) and not layer.keepdims:
+                chain.append((index, dataclasses.replace(layer, keepdims=True)))
+                break
+            if layer.kind not in kept or len(self.shapes[name]) != 1:
+                self.fail(f"a view of flat features back to ({x.shape[0]}, 1, 1) after {layer.kind} {name!r}; the "
+                          "importer restates only " + ", ".join(kept) + " layers on (C, 1, 1) pixels")
+            if isinstance(layer, Dense):
+                weight = self.weights[name]["weight"]
+                self.weights[name]["weight"] = weight.reshape(*weight.shape, 1, 1)
+                layer = dataclasses.replace(Conv2d(layer.out_features, 1, bias=layer.bias), name=layer.name)
+            chain.append((index, layer))
+            name = node.inputs[0]
+        removed = {}
+        for index, change in chain:
+            node = self.nodes[index]
+            if change == "remove":
+                removed[node.name] = node.inputs[0]
+            else:
+                self.nodes[index] = GraphNode(node.name, node.inputs, layer=change)
+                shape = self.shapes[node.name]
+                self.shapes[node.name] = shape + (1, 1) if len(shape) == 1 else shape
+        if removed:
+            self.nodes = [GraphNode(n.name, tuple(removed.get(i, i) for i in n.inputs), n.layer, n.merge)
+                          for n in self.nodes if n.name not in removed]
+            for gone in removed:
+                for table in (self.weights, self.producer, self.layouts, self.shapes, self.functional):
+                    table.pop(gone, None)
+        last = removed.get(x.node, x.node)
+        return Tensor(last, (x.shape[0], 1, 1))
 
     def _reuse_concat(self, inputs: list[Tensor]) -> list[Tensor]:
         """cat(a, b, c) after cat(a, b) is cat(cat(a, b), c): DenseNet concatenates every earlier

@@ -228,11 +228,11 @@ def module_mappers() -> dict:
     return {**_torch_mappers(), **_optional_mappers()}
 
 
-def map_module(m, node, module, x: Tensor, extra=None):
+def map_module(m, node, module) -> Tensor:
     mapper = m.module_mappers.get(type(module))
     if mapper is None:
         supported = ", ".join(sorted({cls.__name__ for cls, mapper in m.module_mappers.items()
                                       if mapper not in REFUSALS}))
         m.fail(f"{type(module).__module__}.{type(module).__qualname__} is not a layer the spec can state; the "
                f"importer maps these modules: {supported} (and traces through containers and your own modules)")
-    return mapper(m, node, module, x)
+    return mapper(m, node, module, m.module_input(node))

@@ -16,9 +16,9 @@ class TorchRunner:
     def __init__(self, module, graph_module, mapper):
         self.module = module
         self.graph_module = graph_module
-        self.wanted = {}  # fx node -> [(graph node name, layout)]
+        self.wanted = {}  # fx node -> [(graph node name, layout, spec shape)]
         for name, node in mapper.producer.items():
-            self.wanted.setdefault(node, []).append((name, mapper.layouts.get(name)))
+            self.wanted.setdefault(node, []).append((name, mapper.layouts.get(name), mapper.shapes.get(name)))
 
     def _tensor(self, x):
         import torch
@@ -50,9 +50,12 @@ class TorchRunner:
         class Capture(Interpreter):
             def run_node(self, n):
                 result = super().run_node(n)
-                for name, layout in wanted.get(n, ()):
+                for name, layout, shape in wanted.get(n, ()):
                     value = result.permute(0, 3, 1, 2) if layout == CHANNELS_LAST else result
-                    outputs[name] = value.detach().float().cpu().contiguous().numpy()
+                    # a copy: an in-place operation later in the graph (ReLU(inplace=True)) would change it
+                    value = value.detach().float().cpu().numpy().copy()
+                    # a layer restated on (C, 1, 1) pixels (squeeze-and-excitation) is flat in the source
+                    outputs[name] = value.reshape(value.shape[0], *shape) if shape else value
                 return result
 
         was = self._eval()

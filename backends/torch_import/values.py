@@ -8,7 +8,9 @@ source keeps it in, which the spec does not have:
 - ``channels_last``: (N, H, W, C) after ``permute(0, 2, 3, 1)``, where ConvNeXt runs LayerNorm
   and Linear over the channels of each pixel;
 - ``grouped`` / ``shuffled``: ShuffleNet's channel shuffle half done, (N, g, C/g, H, W) after the
-  view, (N, C/g, g, H, W) after the transpose; the view back to 4-D is the shuffle.
+  view, (N, C/g, g, H, W) after the transpose; the view back to 4-D is the shuffle;
+- ``expanded``: a (C, 1, 1) gate after ``expand_as(x)``, (N, C, H, W) in the source; only add and mul
+  take it, as the spec broadcasts the gate itself.
 
 Sizes read from a tensor (``x.size(0)``, ``x.shape[1]``) are ``int``s, except the batch size,
 which is ``BATCH`` (a model that computes with it is refused where it does). Parameters and
@@ -25,6 +27,7 @@ STANDARD = "standard"
 CHANNELS_LAST = "channels_last"
 GROUPED = "grouped"
 SHUFFLED = "shuffled"
+EXPANDED = "expanded"
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,15 @@ class Tensor:
     shape: Shape
     layout: str = STANDARD
     groups: int = 0
+    expanded_to: Shape = ()  # (H, W) of an expanded gate
 
     def source_shape(self) -> Shape:
         """The per-example shape the source's tensor has in this layout."""
         if self.layout == CHANNELS_LAST:
             c, h, w = self.shape
             return (h, w, c)
+        if self.layout == EXPANDED:
+            return (self.shape[0], *self.expanded_to)
         if self.layout in (GROUPED, SHUFFLED):
             c, h, w = self.shape
             g = self.groups
