@@ -492,6 +492,28 @@ def test_imported_weights_are_the_modules():
                                   module.block.up.weight.detach().numpy().reshape(16, 8, 1, 1))
 
 
+def test_weights_follow_the_state_dict_when_it_differs_from_execution_order():
+    class HeadFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(4 * 3 * 3, 2)  # registered first, runs last
+            self.body = nn.Sequential(conv(3, 4, 3), nn.BatchNorm2d(4))
+
+        def forward(self, x):
+            return self.head(torch.flatten(self.body(x), 1))
+
+    module = HeadFirst()
+    imported = import_model(module, (3, 5, 5))
+    (top,) = imported.spec.blocks
+    assert isinstance(top, Sequence) and top.parameter_order == (2, 3, 0, 1)
+    assert [layer.name for layer in top.layers] == ["body.0", "body.1", "flatten", "head"]
+    state = [v.numpy() for k, v in module.state_dict().items() if not k.endswith("num_batches_tracked")]
+    assert [w.shape for w in imported.weights.values()] == [a.shape for a in state]
+    assert all(np.array_equal(w, a) for w, a in zip(imported.weights.values(), state))
+    x = batch((3, 5, 5))
+    assert relative_error(run_spec(imported, x), run_module(module, x)) <= EXACT
+
+
 def test_training_mode_is_restored():
     module = nn.Sequential(conv(), nn.BatchNorm2d(6), nn.Dropout(0.5))
     module.train()
