@@ -2,12 +2,12 @@
 
 ``Mapper.run`` walks the fx nodes in order and keeps, for each, the value it stands for
 (``values``): a ``Tensor`` (which graph node computes it, its spec shape, its layout), a size, a
-parameter. Module calls go to ``modules.MODULE_MAPPERS`` (by exact class), function and method calls
-to ``functions.FUNCTION_MAPPERS`` / ``METHOD_MAPPERS``; each mapper either emits spec layers
-through ``leaf`` / ``merge``, returns a value that needs no layer (a permute, a view of a shuffle
-in progress), or refuses with ``fail`` naming the node. After every node the shape the mapping
-says is compared with the shape fx's ShapeProp measured, so a wrong reading stops at the node
-where it starts instead of producing a wrong spec.
+parameter. Module calls go to ``modules.module_mappers()`` (by exact class), function and method
+calls to ``functions.function_table()`` / ``functions.METHODS``; each mapper either emits spec
+layers through ``leaf`` / ``merge``, returns a value that needs no layer (a permute, a view of a
+shuffle in progress), or refuses with ``fail`` naming the node. After every node the shape (or
+size) the mapping says is compared with what fx's ShapeProp measured, so a wrong reading stops at
+the node where it starts instead of producing a wrong spec.
 """
 
 from __future__ import annotations
@@ -19,12 +19,7 @@ import numpy as np
 from ...spec.errors import SpecError
 from ..graph_folding import GraphNode
 from .diagnostics import NodeError, module_path, target_name
-from .values import BATCH, EXPANDED, STANDARD, Opaque, Param, Pieces, Tensor
-
-# In-place operations whose input the mapping treats as a fresh value: safe only when nothing
-# reads the input (or a view of it) after the operation.
-INPLACE_FUNCTIONS_BY_NAME = ("relu_", "sigmoid_", "tanh_", "hardtanh_", "leaky_relu_", "elu_", "add_", "mul_")
-
+from .values import BATCH, EXPANDED, STANDARD, Param, Pieces, Tensor
 
 class Mapper:
     def __init__(self, graph_module, input_shape, concrete: dict, parameter_rank: dict):
@@ -47,7 +42,6 @@ class Mapper:
         self.node = None  # the fx node being mapped
         self.input_name = ""
         self.output_name = ""
-        self.notes: list[str] = []
 
     # -- the walk ------------------------------------------------------------------------
     def run(self) -> None:
@@ -316,15 +310,29 @@ class Mapper:
 
     # -- checks ------------------------------------------------------------------------------
     def _check_shape(self, node, value) -> None:
-        meta = node.meta.get("tensor_meta")
         if isinstance(value, Tensor):
+            meta = node.meta.get("tensor_meta")
             measured = tuple(getattr(meta, "shape", ()) or ())
             expected = (1, *value.source_shape())
             if measured != expected:
                 self.fail(f"internal: the mapping says per-example shape {expected[1:]} ({value.layout}), "
                           f"the model computed {measured[1:] if measured else 'no tensor'}")
-        elif isinstance(value, Opaque) or value is BATCH:
-            return
+        elif node in self.concrete and _is_size(value):
+            example = _on_example(value)  # ShapeProp ran one example: the batch size was 1
+            if example != self.concrete[node]:
+                self.fail(f"internal: the mapping reads the size {example}, the model computed {self.concrete[node]}")
+
+
+def _is_size(value) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(_is_size(v) for v in value)
+    return value is BATCH or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _on_example(value):
+    if isinstance(value, (tuple, list)):
+        return tuple(_on_example(v) for v in value)
+    return 1 if value is BATCH else value
 
 
 def merge_shape(kind: str, shapes: list[tuple]) -> tuple | None:
