@@ -5,6 +5,7 @@ Framework-free; black is imported only when a file is formatted.
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -58,7 +59,7 @@ class Writer:
 def wrap_comment(text: str, width: int) -> list[str]:
     """Words of ``text`` in lines of at most ``width`` characters."""
     lines, current = [], ""
-    for word in text.split():
+    for word in re.findall(r"\S*\([^()]{0,20}\)\S*|\S+", text):  # "(0, 1)" stays on one line
         if current and len(current) + 1 + len(word) > width:
             lines.append(current)
             current = word
