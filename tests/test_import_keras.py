@@ -207,6 +207,8 @@ def test_activations_map_to_the_spec_functions_keras_computes():
         x = L.ELU(alpha=0.5, name="elu")(L.Conv2D(4, 1, name="c3")(x))
         x = L.PReLU(shared_axes=[1, 2], name="prelu")(L.Conv2D(4, 1, name="c4")(x))
         x = L.Activation("linear", name="linear")(x)
+        x = keras.ops.gelu(L.Conv2D(4, 1, name="c5")(x), approximate=True)  # keras ops in the graph
+        x = keras.ops.leaky_relu(keras.ops.hard_silu(L.Conv2D(4, 1, name="c6")(x)), negative_slope=0.05)
         return L.Softmax(name="softmax")(x)
 
     imported = check_against_reference(functional((5, 4, 4), build), x=batch((4, 5, 4), scale=4.0))
@@ -222,6 +224,9 @@ def test_activations_map_to_the_spec_functions_keras_computes():
     assert layer_named(imported, "elu").alpha == 0.5
     assert layer_named(imported, "linear").kind == "identity"
     assert layer_named(imported, "prelu").kind == "prelu"
+    ops = [row.layer for row in imported.spec.infer().leaves() if row.layer.kind == "activation"][-4:-1]
+    assert [(layer.function, layer.approximate, layer.negative_slope) for layer in ops] == [
+        ("gelu", "tanh", 0.01), ("hardswish", "none", 0.01), ("leaky_relu", "none", 0.05)]
 
 
 def test_pooling_valid_and_same_max_pooling_never_lets_padding_win():

@@ -203,14 +203,18 @@ class Importer:
         training = kwargs.get("training")
         if training is not None and not (training is False):
             self.refuse("it is called with training=True, so it runs in training mode even at inference")
-        extra = [k for k, v in kwargs.items() if k not in ("training", "mask") and isinstance(v, Value)]
+        extra = [k for k, v in kwargs.items() if k != "training" and v is not None]
         if extra:
-            self.refuse(f"it takes more than one input tensor ({', '.join(extra)} as keyword arguments)")
+            self.refuse(f"it is called with {', '.join(extra)} (a mask or another argument), which the spec has "
+                        "no place for")
         if is_nested_model(self.keras, operation):
             return self.nested(operation, args, prefix)
         converter = self.converters.get(type(operation))
         if converter is None:
             self.refuse(unsupported_message(self.keras, operation, self.converters))
+        if isinstance(operation, self.keras.layers.Layer) and len(args) != 1:
+            self.refuse(f"it is called with {len(args)} positional arguments; imported: one input (a tensor, or a "
+                        "list of tensors for a merge)")
         out = converter(self, operation, *args)
         self.current = (name, type(operation).__name__)
         return list(out) if isinstance(out, (list, tuple)) else [out]

@@ -648,6 +648,20 @@ def _hard_sigmoid(imp, x: Value) -> Value | None:
     return imp.leaf(_name(imp), Activation("hardsigmoid"), added.inputs[0])
 
 
+def _op_activation(make):
+    """A keras op on a tensor (``keras.ops.gelu(x, approximate=True)`` in a functional graph): the
+    spec activation ``make(op)`` gives, with the op's own arguments."""
+    def convert(imp, op, x, *rest):
+        if rest:
+            imp.refuse(f"it is called with {len(rest)} more positional argument(s); imported: the tensor alone")
+        x = imp.standard(x)
+        spec = make(op)
+        if spec.function == "softmax":
+            _channel_axis(imp, op.axis, x, "softmax")
+        return imp.leaf(_name(imp), spec, x)
+    return convert
+
+
 # -- netparity's own Keras layers (a spec built by the keras backend imports back) ----------------
 
 def _constant_pad(imp, layer, x):
@@ -751,6 +765,7 @@ def _stochastic_depth(imp, layer, x):
 def _converters() -> dict:
     L = keras.layers
     from keras.src.applications import convnext
+    from keras.src.ops import nn as keras_nn  # the op classes of keras.ops.relu(x) etc. in a functional graph
     from keras.src.ops import numpy as keras_numpy  # the op classes of ``x + 3`` etc. in a functional graph
 
     table = {
@@ -769,6 +784,17 @@ def _converters() -> dict:
         keras_numpy.Add: _binary_op("add"), keras_numpy.Subtract: _binary_op("sub"),
         keras_numpy.Multiply: _binary_op("mul"), keras_numpy.TrueDivide: _binary_op("div"),
         keras_numpy.Divide: _binary_op("div"),
+        keras_nn.Relu: _op_activation(lambda op: Activation("relu")),
+        keras_nn.Relu6: _op_activation(lambda op: Activation("relu6")),
+        keras_nn.Sigmoid: _op_activation(lambda op: Activation("sigmoid")),
+        keras_numpy.Tanh: _op_activation(lambda op: Activation("tanh")),
+        keras_nn.Silu: _op_activation(lambda op: Activation("silu")),
+        keras_nn.HardSigmoid: _op_activation(lambda op: Activation("hardsigmoid")),
+        keras_nn.HardSilu: _op_activation(lambda op: Activation("hardswish")),
+        keras_nn.Gelu: _op_activation(lambda op: Activation("gelu", approximate="tanh" if op.approximate else "none")),
+        keras_nn.Elu: _op_activation(lambda op: Activation("elu", alpha=float(op.alpha))),
+        keras_nn.LeakyRelu: _op_activation(lambda op: Activation("leaky_relu", negative_slope=float(op.negative_slope))),
+        keras_nn.Softmax: _op_activation(lambda op: Activation("softmax")),
         convnext.LayerScale: _layer_scale, convnext.StochasticDepth: _stochastic_depth,
         keras_backend.ConstantPad2D: _constant_pad, keras_backend.ConstantScale: _constant_scale,
         keras_backend.Subsample2D: _subsample, keras_backend.SignedLeakyReLU: _signed_leaky_relu,
