@@ -61,9 +61,11 @@ parity-report: install
 
 # Every torchvision classification model and the keras.applications CNNs of issue 11, imported and
 # built in every framework, and the import time of resnet50 at 224 px; writes docs/importing.md
-# (a benchmark, not a test: about half an hour on 2 cores).
+# (a benchmark, not a test: one to two hours on 2 cores). Rows are saved to runs/import-coverage.json
+# as they finish: rerun the python command alone to resume an interrupted run.
 import-coverage: install
-	$(BIN)/python -m netparity.compare.import_coverage --out docs/importing.md
+	rm -f runs/import-coverage.json
+	$(BIN)/python -m netparity.compare.import_coverage --out docs/importing.md --rows runs/import-coverage.json
 
 # The CPU figures of docs/performance.md (about an hour on 2 cores): every variant of lenet_bn and
 # resnet18 (with the hand-written references), then the zoo in the plain modes and MXNet hybridized.

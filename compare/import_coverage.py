@@ -15,7 +15,9 @@ state and where. Also times the import of torchvision's resnet50 at 224 px (the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
+import json
 import os
 import platform
 import statistics
@@ -262,6 +264,46 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def torch_support() -> list[str]:
+    """What the PyTorch importer maps, read from its own tables (so the page cannot drift)."""
+    import importlib
+
+    from ..backends.frameworks import is_installed
+    from ..backends.torch_import.diagnostics import target_name
+    from ..backends.torch_import.functions import FUNCTION_REFUSALS, METHODS, function_table
+    from ..backends.torch_import.modules import REFUSALS, module_mappers
+
+    # the optional classes (torchvision's, netparity's torch backend's) are mapped once they are loaded
+    for module in ("torchvision.ops.stochastic_depth", "netparity.backends.torch"):
+        if is_installed(module.split(".")[0]):
+            importlib.import_module(module)
+
+    mappers = module_mappers()
+    modules = sorted({cls.__name__ for cls, mapper in mappers.items() if mapper not in REFUSALS})
+    refused = sorted({cls.__name__ for cls, mapper in mappers.items() if mapper in REFUSALS})
+    functions = sorted({target_name(f) for f, (_, handler) in function_table().items()
+                        if handler not in FUNCTION_REFUSALS})
+    return [
+        "## What the PyTorch importer maps",
+        "",
+        "`netparity import torchvision:NAME` or `FILE.py:FACTORY` (an `nn.Module`) traces the model with torch.fx in "
+        "eval mode and maps every node; anything else is refused with the fx node, its source line and this list. "
+        "Containers and the model's own modules are traced through.",
+        "",
+        f"- Modules: {', '.join(f'`{m}`' for m in modules)}.",
+        f"- Refused with the reason (identity in eval, but not the spec's dropout in training): "
+        f"{', '.join(f'`{m}`' for m in refused)}.",
+        f"- Functions: {', '.join(f'`{f}`' for f in functions)}.",
+        f"- Tensor methods: {', '.join(f'`{m}`' for m in sorted(METHODS))}.",
+        "- Patterns: `permute(0, 2, 3, 1)` -> LayerNorm / Linear / activations -> `permute(0, 3, 1, 2)` (layer norm "
+        "over channels; a Linear there is a 1x1 convolution); `view(N, g, C/g, H, W)` -> `transpose(1, 2)` -> "
+        "`view(N, C, H, W)` (channel shuffle); `chunk` / `split` / `x[:, a:b]` on the channels (channel slices); a "
+        "learned (C, 1, 1) parameter times a tensor (layer scale); `pool(x).view(b, c)` -> Linear ... -> "
+        "`.view(b, c, 1, 1)` -> `x * y.expand_as(x)` (squeeze-and-excitation with Linear layers, restated as 1x1 "
+        "convolutions); DenseNet's repeated concatenation of all earlier outputs (regrouped, exactly).",
+    ]
+
+
 def render(rows: list[Row], frameworks, resnet50: list[float], load: str, duration: float,
            keras_resnet50: list[float] = ()) -> str:
     imported = [r for r in rows if r.imported]
@@ -291,8 +333,7 @@ def render(rows: list[Row], frameworks, resnet50: list[float], load: str, durati
         lines.append(f"| {r.model} | {r.source} | {r.size} | {'yes' if r.imported else 'no'} | "
                      f"{r.layers or ''} | {f'{r.parameters:,}' if r.imported else ''} | "
                      f"{f'{r.seconds:.2f}' if r.imported else ''} | " + " | ".join(parity) + f" | {_cell(why)} |")
-    lines += [
-        "",
+    lines += ["", *torch_support(), "",
         "## Import time",
         "",
         f"torchvision `resnet50` at 224 px, `import_model` with the model already built: "
@@ -321,6 +362,23 @@ def render(rows: list[Row], frameworks, resnet50: list[float], load: str, durati
     return "\n".join(lines)
 
 
+def _load_rows(path: Path) -> dict:
+    """Rows of an earlier (interrupted) run, keyed by (source, model), and its run facts."""
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    saved = {(r["source"], r["model"]): Row(**r) for r in data.get("rows", [])}
+    saved.update({k: v for k, v in data.items() if k != "rows"})
+    return saved
+
+
+def _save_rows(path: Path, saved: dict) -> None:
+    rows = [dataclasses.asdict(r) for r in saved.values() if isinstance(r, Row)]
+    facts = {k: v for k, v in saved.items() if isinstance(k, str)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps({"rows": rows, **facts}, indent=1) + "\n")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("docs/importing.md"))
@@ -330,6 +388,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="resnet50 import timings (0: none)")
     parser.add_argument("--max-parity-params", type=float, default=150e6,
                         help="models with more parameters are imported but not built (memory and time)")
+    parser.add_argument("--rows", type=Path, default=Path("runs/import-coverage.json"),
+                        help="every finished row is saved here as it completes; rows already there are kept")
+    parser.add_argument("--render-only", action="store_true", help="write the page from --rows, running nothing")
     args = parser.parse_args(argv)
     from ..backends.frameworks import load_triton_first
 
@@ -346,8 +407,13 @@ def main(argv=None) -> int:
         work += [("keras.applications", n) for n in KERAS_APPLICATIONS]
     if args.models:
         work = [(s, n) for s, n in work if n in args.models]
+    saved = _load_rows(args.rows)
     rows = []
     for source, name in work:
+        if (source, name) in saved or args.render_only:
+            if (source, name) in saved:
+                rows.append(saved[(source, name)])
+            continue
         print(f"{source}:{name} ...", file=sys.stderr, flush=True)
         try:
             build = torchvision_row if source == "torchvision" else keras_row
@@ -357,11 +423,20 @@ def main(argv=None) -> int:
             row = Row(name, source, 0, reason=f"the coverage script failed: {_first_line(error)}")
         print(f"  imported={row.imported} {row.parity} {row.reason[:160]}", file=sys.stderr, flush=True)
         rows.append(row)
+        saved[(source, name)] = row
+        _save_rows(args.rows, saved)
         gc.collect()
-    resnet50 = time_resnet50(args.repeats) if "torchvision" in sources and args.repeats > 0 else []
-    keras_resnet50 = (time_resnet50(args.repeats, KERAS_RESNET50_TIMING)
-                      if "keras.applications" in sources and "keras" in available() and args.repeats > 0 else [])
-    write_atomic(args.out, render(rows, frameworks, resnet50, load, time.perf_counter() - started, keras_resnet50))
+    if args.render_only:
+        resnet50, keras_resnet50 = saved.get("resnet50", []), saved.get("keras_resnet50", [])
+        load, duration = saved.get("load", load), saved.get("duration", 0.0)
+    else:
+        resnet50 = time_resnet50(args.repeats) if "torchvision" in sources and args.repeats > 0 else []
+        keras_resnet50 = (time_resnet50(args.repeats, KERAS_RESNET50_TIMING)
+                          if "keras.applications" in sources and "keras" in available() and args.repeats > 0 else [])
+        duration = time.perf_counter() - started + saved.get("duration", 0.0)
+        saved.update(resnet50=resnet50, keras_resnet50=keras_resnet50, load=load, duration=duration)
+        _save_rows(args.rows, saved)
+    write_atomic(args.out, render(rows, frameworks, resnet50, load, duration, keras_resnet50))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -195,6 +195,10 @@ def _channel_dropout(m, a):
            "(elementwise) does not: use F.dropout")
 
 
+# handlers that exist only to say why a call is refused
+FUNCTION_REFUSALS = (_channel_dropout,)
+
+
 def _stochastic_depth(m, a):
     x = _tensor(m, a["input"], "stochastic depth")
     if a["training"]:
