@@ -20,7 +20,7 @@ import numpy as np
 from ...spec.errors import NetparityError, SpecError
 from ...spec.layers import Layer, Row, Shape, show_shape
 from ..graph_folding import GraphNode, fold_graph
-from .values import (FLAT, HWC_FLAT, INDEXED, NCHW, NHWC, Value, channel_permutation, shuffle_groups,
+from .values import (HWC_FLAT, INDEXED, NCHW, NHWC, Value, channel_permutation, shuffle_groups,
                      standard_layout)
 
 
@@ -296,8 +296,8 @@ def check_graph_model(keras, model, where: str) -> None:
     """A functional or Sequential model whose call is Keras' own; a clear refusal otherwise."""
     functional = _functional_class(keras)
     hint = ("only functional and Sequential models have a layer graph to import; rebuild the model with the "
-            "functional API (keras.Input -> layers -> keras.Model(inputs, outputs)) or keras.Sequential, or "
-            "import it by running it in another framework")
+            "functional API (keras.Input -> layers -> keras.Model(inputs, outputs)) or keras.Sequential (or "
+            "call the subclass's layers on a keras.Input to make one)")
     if isinstance(model, keras.Sequential):
         if type(model).call is not keras.Sequential.call:
             raise KerasImportError(where, type(model).__name__, f"a Sequential subclass that overrides call(); {hint}")
@@ -309,8 +309,8 @@ def check_graph_model(keras, model, where: str) -> None:
     if not isinstance(model, functional):
         raise KerasImportError(where, type(model).__name__, f"a subclassed keras.Model has no layer graph; {hint}")
     if type(model).call is not functional.call:
-        raise KerasImportError(where, type(model).__name__,
-                               f"a functional model whose class overrides call(): the graph may not be what runs; {hint}")
+        raise KerasImportError(where, type(model).__name__, "a functional model whose class overrides call(): the "
+                                                            f"graph may not be what runs; {hint}")
 
 
 def unsupported_message(keras, operation, converters) -> str:

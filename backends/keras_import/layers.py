@@ -429,8 +429,8 @@ def _maxpool(imp, layer, x):
     spec = _pool_options(source.shape, kernel, stride, pads, MaxPool2d)
     if spec is None:
         imp.refuse(f"max pooling {show_shape(kernel)} /{show_shape(stride)} padded {pads} on "
-                   f"{show_shape(source.shape)}: no PyTorch-style pool has these windows (padding over half the "
-                   "window)")
+                   f"{show_shape(source.shape)}: no PyTorch-style pool has these windows (its padding before is at "
+                   "most half the window, and padding after comes only from ceil mode)")
     if entry is not None:
         imp.remove(entry)
     return imp.leaf(_name(imp), spec, source)
@@ -453,7 +453,8 @@ def _avgpool(imp, layer, x):
         spec = _pool_options(x.shape, kernel, stride, pads, AvgPool2d, excludes_padding, include_pad_first=False)
         if spec is None:
             imp.refuse(f"average pooling 'same' {show_shape(kernel)} /{show_shape(stride)} on {show_shape(x.shape)}: "
-                       "no PyTorch-style pool has these windows")
+                       "no PyTorch-style pool has these windows and divisors (its padding before is at most half the "
+                       "window, and padding after comes only from ceil mode)")
         return imp.leaf(_name(imp), spec, x)
     source, pads = x, (0, 0, 0, 0)
     entry = imp.fusable(x, "pad2d")
@@ -498,9 +499,6 @@ def _to_flat(imp, x: Value, index: np.ndarray) -> Value:
     return indexed(x, index, _name(imp), 1)
 
 
-GLOBAL_POOLS = ("global_avgpool", "global_maxpool")
-
-
 def _reshape(imp, layer, x):
     try:
         index = index_of(x).reshape(tuple(layer.target_shape))
@@ -510,7 +508,7 @@ def _reshape(imp, layer, x):
         return _to_flat(imp, x, index)
     if not x.is_image:
         channels = x.shape[0]
-        entry = next((imp.fusable(x, kind) for kind in GLOBAL_POOLS if imp.fusable(x, kind)), None)
+        entry = imp.fusable(x, "global_avgpool") or imp.fusable(x, "global_maxpool")
         layout = {(1, 1, channels): NHWC, (channels, 1, 1): NCHW}.get(index.shape)
         if entry is not None and x.layout == FLAT and layout is not None and not entry.layer.keepdims:
             # squeeze-and-excitation: the pool's (C,) reshaped to (1, 1, C) is the pool with keepdims
@@ -793,7 +791,8 @@ def _converters() -> dict:
         keras_nn.HardSilu: _op_activation(lambda op: Activation("hardswish")),
         keras_nn.Gelu: _op_activation(lambda op: Activation("gelu", approximate="tanh" if op.approximate else "none")),
         keras_nn.Elu: _op_activation(lambda op: Activation("elu", alpha=float(op.alpha))),
-        keras_nn.LeakyRelu: _op_activation(lambda op: Activation("leaky_relu", negative_slope=float(op.negative_slope))),
+        keras_nn.LeakyRelu: _op_activation(lambda op: Activation("leaky_relu",
+                                                                 negative_slope=float(op.negative_slope))),
         keras_nn.Softmax: _op_activation(lambda op: Activation("softmax")),
         convnext.LayerScale: _layer_scale, convnext.StochasticDepth: _stochastic_depth,
         keras_backend.ConstantPad2D: _constant_pad, keras_backend.ConstantScale: _constant_scale,
