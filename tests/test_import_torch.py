@@ -676,3 +676,20 @@ def test_factory_source(tmp_path):
     assert self_check(imported).ok
     with pytest.raises(ImportSourceError, match="does not state its input size; give --input-size"):
         import_source(f"{path}:build_model")
+
+
+def test_a_graph_the_blocks_cannot_state_is_refused_by_layer_name():
+    class Crossed(nn.Module):
+        """a and b each feed two merges that do not nest: not series-parallel."""
+
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = conv(3, 4, 1), conv(3, 4, 1)
+
+        def forward(self, x):
+            a, b = self.a(x), self.b(x)
+            return torch.cat([a + b, a * b], 1)
+
+    message = refuse(Crossed())
+    assert re.search(r"the traced graph of Crossed cannot be written as the spec's blocks: node '(a|b)': the graph is "
+                     r"not series-parallel", message), message

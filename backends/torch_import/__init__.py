@@ -34,7 +34,7 @@ def import_model(module, input_shape, name: str | None = None, source: str | Non
     a runner for the self-check) for per-example input ``input_shape`` (C, H, W). The module is
     traced in eval mode and left in the mode it was in."""
     from ..frameworks import import_torch
-    from ..graph_folding import fold_graph
+    from ..graph_folding import GraphError, fold_graph
     from ..importing import ImportedModel
     from .mapping import Mapper
     from .modules import module_mappers
@@ -50,15 +50,18 @@ def import_model(module, input_shape, name: str | None = None, source: str | Non
         mappers = module_mappers()
         graph_module = trace(module, frozenset(mappers))
         concrete = propagate_shapes(graph_module, _example(module, input_shape, torch))
-        mapper = Mapper(graph_module, input_shape, concrete, parameter_ranks(module))
-        mapper.module_mappers = mappers
+        mapper = Mapper(graph_module, input_shape, concrete, parameter_ranks(module), mappers)
         try:
             mapper.run()
         except NodeError as error:
             raise TorchImportError(_explain(error, module, mappers)) from None
         fuse_global_pools(mapper)
         mapper.tidy_names()
-        folded = fold_graph(mapper.nodes, mapper.input_name, mapper.output_name)
+        try:
+            folded = fold_graph(mapper.nodes, mapper.input_name, mapper.output_name)
+        except GraphError as error:  # names the layer (the source module's name) where folding stops
+            raise TorchImportError(f"the traced graph of {type(module).__name__} cannot be written as the spec's "
+                                   f"blocks: {error}") from None
         blocks, paths = order_parameters(folded.blocks, folded.paths, mapper.ranks)
         spec = Spec(name or type(module).__name__, input_shape, blocks,
                     f"imported from PyTorch {type(module).__module__}.{type(module).__qualname__}")

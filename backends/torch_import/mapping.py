@@ -22,7 +22,7 @@ from .diagnostics import NodeError, module_path, target_name
 from .values import BATCH, EXPANDED, STANDARD, Param, Pieces, Tensor
 
 class Mapper:
-    def __init__(self, graph_module, input_shape, concrete: dict, parameter_rank: dict):
+    def __init__(self, graph_module, input_shape, concrete: dict, parameter_rank: dict, module_mappers: dict):
         self.gm = graph_module
         self.input_shape = tuple(input_shape)
         self.concrete = concrete  # fx node -> non-tensor value measured by ShapeProp
@@ -35,7 +35,7 @@ class Mapper:
         self.concats: dict[tuple, Tensor] = {}  # the inputs of each concat merge -> its output
         self.layouts: dict[str, str] = {}  # graph node -> the layout the fx node holds it in
         self.functional: dict[str, str] = {}  # graph node from a function call -> the module it is in
-        self.module_mappers: dict = {}  # exact module class -> mapper (modules.module_mappers())
+        self.module_mappers = module_mappers  # exact module class -> mapper (modules.module_mappers())
         self.env: dict = {}
         self.names: set[str] = set()
         self.used_parameters: dict[str, str] = {}  # qualified name -> the fx node that used it
