@@ -365,6 +365,45 @@ def _import_size(text: Optional[str]):
 
 
 @app.command()
+def emit(model: str = typer.Argument(..., help=MODEL_HELP),
+         framework: str = typer.Option(..., "--framework", help="torch, mxnet or keras."),
+         out: Optional[Path] = typer.Option(None, "-o", "--out", help="Where to write the source (default: print it)."),
+         weights: Optional[Path] = typer.Option(None, "--weights", help="Canonical weights (.npz, as `netparity "
+                                                "import` writes) to write in the framework's own format too."),
+         canonical_weights: Optional[int] = typer.Option(None, "--canonical-weights", help="Or netparity's canonical "
+                                                         "weights drawn from this seed."),
+         weights_out: Optional[Path] = typer.Option(None, "--weights-out", help="Where to write them (default: beside "
+                                                    "the source: model.pt, model.params, model.weights.h5)."),
+         input_size: Optional[int] = typer.Option(None, help="Square input size (default: the model's).")):
+    """Write MODEL as readable standalone source in one framework (classes or functions per repeated block,
+    importing only that framework), and with --weights or --canonical-weights its weights in that framework's
+    own file format."""
+    from netparity.backends.emit import EMITTERS, emit_files
+
+    if framework not in EMITTERS:
+        _fail(f"--framework must be one of {', '.join(EMITTERS)}, got {framework!r}")
+    if weights is not None and canonical_weights is not None:
+        _fail("give --weights or --canonical-weights, not both")
+    spec = _load(model, input_size)
+    given = None
+    if weights is not None:
+        from netparity.backends.importing import read_weights_file
+
+        given = read_weights_file(weights, spec)  # WeightsFileError naming the key that does not fit
+    elif canonical_weights is not None:
+        from netparity.spec import init_weights
+
+        given = init_weights(spec, canonical_weights)
+    elif weights_out is not None:
+        _fail("--weights-out needs --weights or --canonical-weights")
+    source, said = emit_files(spec, framework, out, given, weights_out)
+    if out is None:
+        print(source, end="")
+    for line in said:
+        (console if out is not None else errors).print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
 def bench(models: Optional[list[str]] = typer.Argument(
               None, help="Zoo names or spec JSON files, each optionally with its own square input size "
                          "(alexnet:64); 'zoo' for every zoo model at its default size."),

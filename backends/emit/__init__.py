@@ -66,5 +66,32 @@ def write_weights(spec: Spec, weights: dict, path, framework: str, source: str |
     get_emitter(framework).write_weights(spec, check_canonical(spec, weights), path, source)
 
 
-__all__ = ["EMITTERS", "EmitError", "get_emitter", "emit_source", "write_weights", "default_weights_path",
+def emit_files(spec: Spec, framework: str, out: Path | None, weights: dict | None = None,
+               weights_out: Path | None = None) -> tuple[str, list[str]]:
+    """``netparity emit``: the source (written to ``out``, else returned for printing) and, with
+    canonical ``weights``, the framework's own weight file (``weights_out``, default beside
+    ``out``, else ``<spec name><suffix>``). Returns (source, lines saying what was written)."""
+    from ...spec.files import write_atomic
+
+    emitter = get_emitter(framework)
+    source = emitter.emit_source(spec)
+    said = []
+    if out is not None:
+        write_atomic(Path(out), source)
+        said.append(f"wrote {out}: {spec.name} in {emitter.FRAMEWORK}, {len(source.splitlines())} lines, "
+                    "imports only its framework; build_model() builds it")
+    if weights is not None:
+        target = Path(weights_out) if weights_out is not None else (
+            default_weights_path(out, framework) if out is not None else Path(spec.name + emitter.WEIGHTS_SUFFIX))
+        if not target.name.endswith(emitter.WEIGHTS_SUFFIX):
+            raise EmitError(f"{target}: {emitter.FRAMEWORK} weights are written as *{emitter.WEIGHTS_SUFFIX}")
+        canonical = check_canonical(spec, weights)
+        emitter.write_weights(spec, canonical, target, source)
+        count = sum(int(np.prod(v.shape)) for v in canonical.values())
+        said.append(f"wrote {target}: {len(canonical)} arrays ({count:,} values) in {emitter.FRAMEWORK}'s own "
+                    f"format; load with {emitter.LOAD_HINT}")
+    return source, said
+
+
+__all__ = ["emit_files", "EMITTERS", "EmitError", "get_emitter", "emit_source", "write_weights", "default_weights_path",
            "check_canonical"]

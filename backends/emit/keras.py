@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from ...spec.pooling import avg_pool_divisor, pool_padding
 from .naming import identifier, pair_value
 from .plan import Child, ClassPlan, Plan, build_plan, join, native_paths
-from .source import Writer, arguments, class_doc, expr, format_source, load_module
+from .source import EmitError, Writer, arguments, call_arguments, class_doc, expr, format_source, load_module
 
 NAME = "keras"
 FRAMEWORK = "Keras 3"
+LOAD_HINT = "model.load_weights(PATH)"
 WEIGHTS_SUFFIX = ".weights.h5"
 
 NOTES = {
@@ -56,6 +57,12 @@ NOTES = {
     "reorder": "flat features in Flatten's (H, W, C) order are reordered to PyTorch's (C, H, W) first",
     "normalize": "mean and std in the (H, W, C) order of the flattened features",
 }
+
+# Activations with a Keras layer computing PyTorch's function (backends/keras.py NATIVE_ACTIVATIONS),
+# and those built otherwise.
+SIMPLE_ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "silu": "silu",
+                      "hardsigmoid": "hard_sigmoid", "hardswish": "hard_silu", "softplus": "softplus"}
+KNOWN_ACTIVATIONS = {*SIMPLE_ACTIVATIONS, "relu6", "leaky_relu", "elu", "gelu", "softmax"}
 
 # Kinds whose flat output keeps its input's feature order (backends/keras.py ORDER_KEEPING_KINDS).
 ORDER_KEEPING_KINDS = frozenset({"activation", "dropout", "drop_path", "identity", "flatten", "batchnorm",
@@ -165,6 +172,8 @@ class Lowering:
             return (), {"epsilon": ("float", layer.eps)}
         if kind == "activation":
             function = layer.function
+            if function not in KNOWN_ACTIVATIONS:
+                raise EmitError(f"{path}: no Keras code for activation {function!r}")
             if function == "leaky_relu":
                 return (function, layer.negative_slope >= 0), {"negative_slope": ("float", float(layer.negative_slope))}
             if function == "elu":
@@ -218,7 +227,7 @@ class Lowering:
             return chw is not None, facts
         if kind in ("flatten", "identity"):
             return len(row.input_shape), {}
-        raise ValueError(f"{path}: no Keras code for layer kind {kind!r}")
+        raise EmitError(f"{path}: no Keras code for layer kind {kind!r}")
 
     def block(self, path, layer, row):
         if layer.kind == "residual":
@@ -290,8 +299,7 @@ def leaf_steps(child: Child) -> list[Step]:
         return [Step("layers.LayerNormalization", f"epsilon={expr(f['epsilon'])}", note=NOTES["layernorm"])]
     if kind == "activation":
         function = key[0] if isinstance(key, tuple) else key
-        simple = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "silu": "silu",
-                  "hardsigmoid": "hard_sigmoid", "hardswish": "hard_silu"}
+        simple = SIMPLE_ACTIVATIONS
         if function in simple:
             note = NOTES.get(simple[function], "")
             return [Step("layers.Activation", f'"{simple[function]}"', note=note)]
@@ -490,7 +498,7 @@ class ChannelScale(layers.Layer):
 ''',
     "FixedNormalize": '''
 class FixedNormalize(layers.Layer):
-    """(x - mean) / std over the last axis, constants (not weights); one value, or one per feature."""
+    """(x - mean) / std over the last axis: constants, not weights (one value, or one each)."""
 
     def __init__(self, mean, std, **kwargs):
         super().__init__(**kwargs)
@@ -578,12 +586,8 @@ class _Scope:
 
 
 def call(child: Child, src: str, name: str) -> str:
-    cls = child.cls
-    if len(cls.params) <= 3:
-        args = "".join(f", {expr(child.args[p.name])}" for p in cls.params)
-    else:
-        args = "".join(f", {p.name}={expr(child.args[p.name])}" for p in cls.params)
-    return f"{cls.name}({src}{args}, name={name})"
+    args = "".join(f", {part}" for part in call_arguments(child.cls, child.args))
+    return f"{child.cls.name}({src}{args}, name={name})"
 
 
 def _reorder(scope: _Scope, cls: ClassPlan, index: int, value: str, label: str) -> str:
@@ -707,6 +711,9 @@ def emit_source(spec) -> str:
 
 def native_keys(spec) -> dict[str, str]:
     """{canonical weight key: "layer name/variable name" in the emitted model}."""
+    from ..frameworks import import_keras
+
+    import_keras()
     from ..keras import KERAS_NAMES
 
     the_plan = plan(spec)
@@ -724,6 +731,9 @@ def write_weights(spec, weights: dict, path, source: str | None = None) -> None:
     rows after a Flatten) and save them with ``model.save_weights`` (``model.load_weights``)."""
     import numpy as np
 
+    from ..frameworks import import_keras
+
+    import_keras()  # the Keras backend's environment, or FrameworkMissing
     from ..keras import _weight_to_keras
 
     model = load_module(source or emit_source(spec)).build_model()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .plan import Child, ClassPlan, Plan
-from .source import Writer, class_doc, expr
+from .source import Writer, call_arguments, class_doc
 
 
 @dataclass
@@ -47,13 +47,8 @@ class Dialect:
 
 
 def call_ctor(child: Child) -> str:
-    """``ClassName(args)``: positional up to three parameters, by keyword beyond."""
-    cls = child.cls
-    if len(cls.params) <= 3:
-        args = ", ".join(expr(child.args[p.name]) for p in cls.params)
-    else:
-        args = ", ".join(f"{p.name}={expr(child.args[p.name])}" for p in cls.params)
-    return f"{cls.name}({args})"
+    """``ClassName(args)``: leading channel counts positional, the rest by keyword."""
+    return f"{child.cls.name}({', '.join(call_arguments(child.cls, child.args))})"
 
 
 def _leaf(dialect: Dialect, child: Child, out: Writer, as_module: bool) -> LeafCode:

@@ -13,10 +13,11 @@ from __future__ import annotations
 from .modules import Dialect, LeafCode, write_classes
 from .naming import camel, pair_value
 from .plan import Plan, build_plan, native_paths
-from .source import REQUIRED, Writer, arguments, expr, format_source, load_module
+from .source import REQUIRED, EmitError, Writer, arguments, expr, format_source, load_module
 
 NAME = "mxnet"
 FRAMEWORK = "MXNet Gluon"
+LOAD_HINT = "net.load_parameters(PATH)"
 WEIGHTS_SUFFIX = ".params"
 
 NOTES = {
@@ -74,6 +75,8 @@ class Lowering:
         if kind == "layernorm":
             return (), {"epsilon": ("float", layer.eps), "in_channels": ("channels", channels)}
         if kind == "activation":
+            if layer.function not in KNOWN_ACTIVATIONS:
+                raise EmitError(f"{path}: no Gluon code for activation {layer.function!r}")
             facts = {"leaky_relu": {"slope": ("float", layer.negative_slope)},
                      "elu": {"alpha": ("float", layer.alpha)}}.get(layer.function, {})
             key = (layer.function, layer.approximate) if layer.function == "gelu" else layer.function
@@ -113,7 +116,7 @@ class Lowering:
             return (), {"begin": ("channels", layer.start), "end": ("channels", layer.stop)}
         if kind in ("flatten", "identity"):
             return (), {}
-        raise ValueError(f"{path}: no Gluon code for layer kind {kind!r}")
+        raise EmitError(f"{path}: no Gluon code for layer kind {kind!r}")
 
     def block(self, path, layer, row):
         return (), {}
@@ -126,9 +129,10 @@ class Lowering:
 # Activations whose Gluon block computes PyTorch's function as it is; the others are the
 # backend's functions, applied by nn.HybridLambda.
 ACTIVATION_BLOCKS = {"relu": 'nn.Activation("relu")', "sigmoid": 'nn.Activation("sigmoid")',
-                     "tanh": 'nn.Activation("tanh")'}
+                     "tanh": 'nn.Activation("tanh")', "softplus": 'nn.Activation("softrelu")'}
 ACTIVATION_FUNCTIONS = {"relu6": "relu6", "silu": "silu", "hardswish": "hardswish", "hardsigmoid": "hardsigmoid",
                         "softmax": "channel_softmax"}
+KNOWN_ACTIVATIONS = {*ACTIVATION_BLOCKS, *ACTIVATION_FUNCTIONS, "leaky_relu", "elu", "gelu"}
 
 
 def leaf_code(child) -> LeafCode:
@@ -154,7 +158,8 @@ def leaf_code(child) -> LeafCode:
     if kind == "activation":
         function = key[0] if isinstance(key, tuple) else key
         if function in ACTIVATION_BLOCKS:
-            return LeafCode(ACTIVATION_BLOCKS[function])
+            note = "softrelu is MXNet's name for softplus, log(1 + exp(x))" if function == "softplus" else ""
+            return LeafCode(ACTIVATION_BLOCKS[function], note=note)
         if function in ACTIVATION_FUNCTIONS:
             name = ACTIVATION_FUNCTIONS[function]
             return LeafCode(f"nn.HybridLambda({name})", helpers=(name,))
@@ -530,6 +535,9 @@ def emit_source(spec) -> str:
 
 def native_keys(spec) -> dict[str, str]:
     """{canonical weight key: the emitted net's parameter name (``net.load_parameters`` keys)}."""
+    from ..frameworks import import_mxnet
+
+    import_mxnet()
     from ..mxnet import NATIVE_NAMES
 
     the_plan = plan(spec)

@@ -9,6 +9,13 @@ from __future__ import annotations
 import keyword
 import re
 
+from ...spec.errors import NetparityError
+
+
+class EmitError(NetparityError, ValueError):
+    """A spec that cannot be written as source, or a formatter that is missing."""
+
+
 # Module and helper names an emitted file uses; a generated class, function or attribute that
 # would shadow one of them gets a suffix instead.
 RESERVED = frozenset({

@@ -33,7 +33,7 @@ from typing import Any, Hashable
 
 from ...spec import Spec
 from ...spec.layers import Block, Branches, ConcatBranches, DenseConcat, Layer, Residual, Row, Sequence
-from .naming import identifier, name_base, unique
+from .naming import EmitError, identifier, name_base, unique
 
 MISSING = object()
 
@@ -222,7 +222,7 @@ class _Builder:
             merge = getattr(layer, "merge", "concat")
             children = [self.child(path, r, branch, "branch") for r, branch in layer.children()]
         else:
-            raise TypeError(f"{path}: no emitted form for block kind {layer.kind!r}")
+            raise EmitError(f"{path}: no emitted form for block kind {layer.kind!r}")
         node = _RawClass(path, layer, row, kind, merge, key, facts, children, shortcut,
                          _class_base(layer, kind, merge, context))
         _name_children(node)

@@ -9,15 +9,10 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ...spec.errors import NetparityError
-from .naming import literal
+from .naming import EmitError, literal
 from .plan import Slot
 
 LINE_LENGTH = 100
-
-
-class EmitError(NetparityError, ValueError):
-    """A spec that cannot be written as source, or a formatter that is missing."""
 
 
 @dataclass
@@ -133,3 +128,15 @@ def load_module(source: str, name: str = "emitted_model"):
     module = types.ModuleType(name)
     exec(compile(source, f"<{name}>", "exec"), module.__dict__)
     return module
+
+
+def call_arguments(cls, args: dict) -> list[str]:
+    """A class's constructor (or Keras function's) arguments: channel counts that lead the
+    parameter list positionally, as torchvision writes ``BasicBlock(64, 128, stride=2)``; the
+    rest by keyword."""
+    parts, positional = [], True
+    for param in cls.params:
+        positional = positional and param.category == "channels"
+        value = expr(args[param.name])
+        parts.append(value if positional else f"{param.name}={value}")
+    return parts

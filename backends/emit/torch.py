@@ -12,10 +12,11 @@ from __future__ import annotations
 from .modules import Dialect, LeafCode, write_classes
 from .naming import camel, pair_value
 from .plan import Child, Plan, build_plan, native_paths
-from .source import REQUIRED, Writer, arguments, expr, format_source, load_module
+from .source import REQUIRED, EmitError, Writer, arguments, expr, format_source, load_module
 
 NAME = "torch"
 FRAMEWORK = "PyTorch"
+LOAD_HINT = "model.load_state_dict(torch.load(PATH))"
 WEIGHTS_SUFFIX = ".pt"
 
 
@@ -46,6 +47,8 @@ class Lowering:
         if kind == "layernorm":
             return len(row.input_shape), {"normalized_shape": ("channels", channels), "eps": ("float", layer.eps)}
         if kind == "activation":
+            if layer.function not in KNOWN_ACTIVATIONS:
+                raise EmitError(f"{path}: no PyTorch code for activation {layer.function!r}")
             facts = {"leaky_relu": {"negative_slope": ("float", layer.negative_slope)},
                      "elu": {"alpha": ("float", layer.alpha)},
                      "gelu": {"approximate": ("other", layer.approximate)}}.get(layer.function, {})
@@ -75,7 +78,7 @@ class Lowering:
             return (), {"start": ("channels", layer.start), "stop": ("channels", layer.stop)}
         if kind in ("flatten", "identity"):
             return (), {}
-        raise ValueError(f"{path}: no PyTorch code for layer kind {kind!r}")
+        raise EmitError(f"{path}: no PyTorch code for layer kind {kind!r}")
 
     def block(self, path, layer, row):
         return (), {}
@@ -86,7 +89,9 @@ class Lowering:
 # ---------------------------------------------------------------------------------------
 
 ACTIVATION_MODULES = {"relu": "nn.ReLU()", "sigmoid": "nn.Sigmoid()", "tanh": "nn.Tanh()", "relu6": "nn.ReLU6()",
-                      "silu": "nn.SiLU()", "hardswish": "nn.Hardswish()", "hardsigmoid": "nn.Hardsigmoid()"}
+                      "silu": "nn.SiLU()", "hardswish": "nn.Hardswish()", "hardsigmoid": "nn.Hardsigmoid()",
+                      "softplus": "nn.Softplus()"}
+KNOWN_ACTIVATIONS = {*ACTIVATION_MODULES, "leaky_relu", "elu", "gelu", "softmax"}
 
 
 def leaf_code(child: Child) -> LeafCode:
@@ -236,13 +241,10 @@ class ChannelSlice(nn.Module):
         return x[:, self.start : self.stop]
 ''',
     "DropPath": '''
-class DropPath(nn.Module):
+class DropPath(nn.Dropout):
     """Stochastic depth (torchvision's StochasticDepth(p, "row")): in training each example is
-    zeroed with probability p and the rest scaled by 1 / (1 - p); the identity in eval mode."""
-
-    def __init__(self, p):
-        super().__init__()
-        self.p = p
+    zeroed whole with probability p and the rest scaled by 1 / (1 - p); the identity in eval
+    mode. A Dropout, so that tools treat it as one."""
 
     def forward(self, x):
         if not self.training or self.p == 0:
@@ -340,8 +342,10 @@ def write_weights(spec, weights: dict, path, source: str | None = None) -> None:
     """Build the emitted model in this process, copy the canonical ``weights`` into it, and save
     its ``state_dict()`` with ``torch.save`` (loadable by ``model.load_state_dict(torch.load(path))``)."""
     import numpy as np
-    import torch
 
+    from ..frameworks import import_torch
+
+    torch = import_torch()
     model = load_module(source or emit_source(spec)).build_model()
     state = model.state_dict()
     with torch.no_grad():
