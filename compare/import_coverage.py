@@ -274,7 +274,7 @@ def torch_support() -> list[str]:
     from ..backends.torch_import.modules import REFUSALS, module_mappers
 
     # the optional classes (torchvision's, netparity's torch backend's) are mapped once they are loaded
-    for module in ("torchvision.ops.stochastic_depth", "netparity.backends.torch"):
+    for module in ("torchvision.ops.stochastic_depth", "torchvision.ops.misc", "netparity.backends.torch"):
         if is_installed(module.split(".")[0]):
             importlib.import_module(module)
 
@@ -291,8 +291,8 @@ def torch_support() -> list[str]:
         "Containers and the model's own modules are traced through.",
         "",
         f"- Modules: {', '.join(f'`{m}`' for m in modules)}.",
-        f"- Refused with the reason (identity in eval, but not the spec's dropout in training): "
-        f"{', '.join(f'`{m}`' for m in refused)}.",
+        f"- Refused with the reason (the same function in eval mode, another one in training: channel dropout, "
+        f"frozen batch norm): {', '.join(f'`{m}`' for m in refused)}.",
         f"- Functions: {', '.join(f'`{f}`' for f in functions)}.",
         f"- Tensor methods: {', '.join(f'`{m}`' for m in sorted(METHODS))}.",
         "- Patterns: `permute(0, 2, 3, 1)` -> LayerNorm / Linear / activations -> `permute(0, 3, 1, 2)` (layer norm "

@@ -577,6 +577,12 @@ def test_refusals_name_the_node(case):
     assert re.search(pattern, refuse(module)), refuse(module)
 
 
+def test_frozen_batchnorm_is_refused_with_the_reason():
+    ops = pytest.importorskip("torchvision.ops", reason="torchvision is not installed")
+    message = refuse(nn.Sequential(conv(), ops.FrozenBatchNorm2d(6)))
+    assert re.search(r"fx node '_1' \(call_module 1 \(FrozenBatchNorm2d\)\).*trains gamma and beta", message)
+
+
 def test_functional_refusals_give_the_source_line():
     message = refuse(Lambda(lambda s, x: torch.sigmoid(s.c(x)) * 0.5, c=conv()))
     assert re.search(r"fx node 'mul' \(call_function operator\.mul\) at .*test_import_torch\.py:\d+ in <lambda>: "

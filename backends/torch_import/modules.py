@@ -165,8 +165,14 @@ def _normalize(m, node, module, x):
     return m.leaf(Normalize(mean=mean, std=std), x)
 
 
+def _frozen_batchnorm(m, node, module, x):
+    m.fail("torchvision's FrozenBatchNorm2d keeps its statistics and affine terms as constants; the spec's batchnorm "
+           "is the same function in eval mode but trains gamma and beta and updates its statistics in training: "
+           "replace it with nn.BatchNorm2d (with the same buffers) to import the model")
+
+
 # mappers that exist only to say why a module is refused
-REFUSALS = (_channel_dropout, _masked_dropout)
+REFUSALS = (_channel_dropout, _masked_dropout, _frozen_batchnorm)
 
 
 def _torch_mappers() -> dict:
@@ -216,6 +222,9 @@ def _optional_mappers() -> dict:
     depth = sys.modules.get("torchvision.ops.stochastic_depth")
     if depth is not None:
         mappers[depth.StochasticDepth] = _stochastic_depth
+    misc = sys.modules.get("torchvision.ops.misc")
+    if misc is not None:
+        mappers[misc.FrozenBatchNorm2d] = _frozen_batchnorm
     backend = sys.modules.get(__name__.rsplit(".", 2)[0] + ".torch")  # netparity.backends.torch
     if backend is not None:
         mappers.update({backend.PaddedConv2d: _padded_conv2d, backend.ChannelScale: _channel_scale,
