@@ -8,6 +8,8 @@ window view.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .autodiff import Tensor, node, as_tensor
@@ -46,10 +48,29 @@ def kernel_windows(a, kernel: tuple[int, int], stride: tuple[int, int], dilation
     return node(view, (a,), backward)
 
 
-def _correlate(x: np.ndarray, w: np.ndarray, stride, dilation, groups: int) -> tuple[np.ndarray, np.ndarray]:
+_SCRATCH = threading.local()
+SCRATCH_LIMIT = 1 << 23  # elements (64 MiB): larger columns are allocated each time
+
+
+def _scratch(shape) -> np.ndarray:
+    """An uninitialised float64 array in this thread's reused buffer: the columns of one product
+    at a time, without the page faults of a fresh allocation per convolution (on a loaded
+    2-core machine those cost as much as the copy)."""
+    size = int(np.prod(shape))
+    if size > SCRATCH_LIMIT:
+        return np.empty(shape)
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.size < size:
+        buffer = _SCRATCH.buffer = np.empty(max(size, 1 << 20))
+    return buffer[:size].reshape(shape)
+
+
+def _correlate(x: np.ndarray, w: np.ndarray, stride, dilation, groups: int,
+               keep: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(output, columns) of the convolution of values ``x`` (N, C, H, W) and ``w`` (O, C/G, kh, kw):
     im2col (one strided copy per tap) and one matrix product per group, weight (G, O/G, K) @
-    columns (N, G, K, OH*OW), K = (C/G)*kh*kw in the weight's own order."""
+    columns (N, G, K, OH*OW), K = (C/G)*kh*kw in the weight's own order. The columns live in
+    the scratch buffer (valid until the next product) unless ``keep``."""
     n, c, height, width = x.shape
     out_channels, per_group, kh, kw = w.shape
     taps, (out_h, out_w) = _taps((height, width), (kh, kw), stride, dilation)
@@ -57,7 +78,8 @@ def _correlate(x: np.ndarray, w: np.ndarray, stride, dilation, groups: int) -> t
         cols = x.reshape(n, groups, per_group, height * width)
     else:
         grouped = x.reshape(n, groups, per_group, height, width)
-        cols = np.empty((n, groups, per_group, kh, kw, out_h, out_w))
+        shape = (n, groups, per_group, kh, kw, out_h, out_w)
+        cols = np.empty(shape) if keep else _scratch(shape)
         for i, j, rows, columns in taps:
             cols[:, :, :, i, j] = grouped[..., rows, columns]
         cols = cols.reshape(n, groups, per_group * kh * kw, out_h * out_w)
@@ -70,7 +92,7 @@ def conv2d(a, w, stride: tuple[int, int], dilation: tuple[int, int], groups: int
     rather than a chain, so that the columns (kh*kw times the input) are kept only when the
     weight's gradient is wanted."""
     a, w = as_tensor(a), as_tensor(w)
-    out, cols = _correlate(a.value, w.value, stride, dilation, groups)
+    out, cols = _correlate(a.value, w.value, stride, dilation, groups, keep=w.needs_grad)
     kept = cols if w.needs_grad else None
     del cols
     n, c, height, width = a.shape
