@@ -168,7 +168,8 @@ CASES = [
     ("layernorm image", [LayerNorm(eps=1e-6)], (4, 3, 5)),
     ("layernorm flat", [Flatten(), LayerNorm()], (5, 1, 1)),
     *[(f"activation {f}", [Activation(f)], (3, 5, 4)) for f in
-      ("relu", "sigmoid", "tanh", "relu6", "silu", "hardswish", "hardsigmoid", "gelu", "softmax")],
+      ("relu", "sigmoid", "tanh", "relu6", "silu", "hardswish", "hardsigmoid", "gelu", "softplus",
+       "softmax")],
     ("leaky_relu 0.2", [Activation("leaky_relu", negative_slope=0.2)], (3, 5, 4)),
     ("elu 0.7", [Activation("elu", alpha=0.7)], (3, 5, 4)),
     ("gelu tanh", [Activation("gelu", approximate="tanh")], (3, 5, 4)),
