@@ -56,6 +56,16 @@ class Residual(HybridBlock):
         return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
 
 
+def concat_channels(F, *parts):
+    """``F.concat`` on dim 1, followed by ``F.identity``. Without the identity, the gradient of
+    a concatenation read by a grouped or depthwise convolution kills the process: oneDNN hands
+    the concat's backward a gradient in a blocked layout and MXNet 1.9.1 dies with SIGFPE
+    (measured: concat of two 4-channel convs, then an 8-group 1x1 conv, input gradient, eval
+    or train mode; found by tests/test_fuzz.py). The identity's backward passes the gradient
+    on in the default layout; a reshape or a copy does too."""
+    return F.identity(F.concat(*parts, dim=1))
+
+
 class ConcatBranches(HybridBlock):
     def __init__(self, branches):
         super().__init__()
@@ -64,7 +74,7 @@ class ConcatBranches(HybridBlock):
             self.register_child(branch, f"branch{i}")
 
     def hybrid_forward(self, F, x):
-        return F.concat(*[branch(x) for branch in self.branches], dim=1)
+        return concat_channels(F, *[branch(x) for branch in self.branches])
 
 
 class Branches(ConcatBranches):
@@ -95,7 +105,7 @@ class DenseConcat(HybridBlock):
 
     def hybrid_forward(self, F, x):
         for layer in self.layers:
-            x = F.concat(x, layer(x), dim=1)
+            x = concat_channels(F, x, layer(x))
         return x
 
 

@@ -134,6 +134,12 @@ def cases() -> list[Case]:
         _case("residual_and_concat_branches", (4, 5, 5), [Residual(body=Sequence(layers=(Conv2d(4, 3, padding=1),))),
                                                           ConcatBranches(branches=(Conv2d(2, 1), Conv2d(3, 1)))],
               ["residual", "concat_branches"]),
+        # MXNet 1.9.1 died with SIGFPE on the input gradient of exactly this (found by the fuzz test)
+        _case("concat_then_depthwise", (4, 5, 5), [ConcatBranches(branches=(Conv2d(4, 1), Conv2d(4, 1))),
+                                                   Conv2d(8, 3, padding=1, groups=8),
+                                                   Branches(branches=(Conv2d(2, 1), Identity()), merge="concat"),
+                                                   Conv2d(10, 1, groups=10)],
+              ["concat_branches", "branches", "conv2d"]),
         _case("dense_concat", (3, 5, 5), [DenseConcat(layers=(Conv2d(2, 3, padding=1), Conv2d(2, 1)))],
               ["dense_concat"]),
         _case("convnext_block_parameter_order", (4, 6, 6), [Residual(body=Sequence(layers=(

@@ -122,9 +122,13 @@ def _image_layer(draw, shape, depth: int):
     if kind == "concat_branches":
         return ConcatBranches(branches=tuple(Sequence(layers=(_conv(draw, shape, keep_size=True),))
                                              for _ in range(draw(st.integers(1, 3)))))
-    if kind == "dense_concat":
-        return DenseConcat(layers=tuple(Sequence(layers=(_conv(draw, shape, keep_size=True),))
-                                        for _ in range(draw(st.integers(1, 2)))))
+    if kind == "dense_concat":  # each layer sees the input and every earlier layer's output
+        layers, current = [], shape
+        for _ in range(draw(st.integers(1, 2))):
+            conv = _conv(draw, current, keep_size=True)
+            layers.append(Sequence(layers=(conv,)))
+            current = (current[0] + conv.out_channels, *current[1:])
+        return DenseConcat(layers=tuple(layers))
     return _activation(draw)
 
 
