@@ -446,10 +446,12 @@ class Activation(Layer):
 
 
 @dataclass(frozen=True)
-class PReLU(Layer):
-    """max(0, x) + weight * min(0, x) with a learned slope per channel (PyTorch's nn.PReLU(C))."""
+class _PerChannelWeight(Layer):
+    """A layer with one learned value per channel (or feature): ``weight`` of shape (C,), drawn
+    in ``initial_range`` for parity checks and set to ``training_start`` for training."""
 
-    kind: ClassVar[str] = "prelu"
+    initial_range: ClassVar[tuple[float, float]] = (0.5, 1.5)
+    training_start: ClassVar[float] = 1.0
 
     def output_shape(self, shape, path):
         _channels_input(self.kind, shape, path)
@@ -460,26 +462,24 @@ class PReLU(Layer):
 
     def initial_value(self, name, shape, rng, nontrivial):
         import numpy as np
-        # PyTorch's and MXNet's default slope is 0.25; parity checks want distinct ones.
-        return rng.uniform(0.05, 0.45, shape) if nontrivial else np.full(shape, 0.25)
+        return rng.uniform(*self.initial_range, shape) if nontrivial else np.full(shape, self.training_start)
 
 
 @dataclass(frozen=True)
-class ChannelScale(Layer):
+class PReLU(_PerChannelWeight):
+    """max(0, x) + weight * min(0, x) with a learned slope per channel (PyTorch's nn.PReLU(C))."""
+
+    kind: ClassVar[str] = "prelu"
+    # PyTorch's and MXNet's default slope is 0.25; parity checks want distinct ones.
+    initial_range: ClassVar[tuple[float, float]] = (0.05, 0.45)
+    training_start: ClassVar[float] = 0.25
+
+
+@dataclass(frozen=True)
+class ChannelScale(_PerChannelWeight):
     """x * weight with a learned multiplier per channel (ConvNeXt's layer scale)."""
 
     kind: ClassVar[str] = "channel_scale"
-
-    def output_shape(self, shape, path):
-        _channels_input(self.kind, shape, path)
-        return shape
-
-    def parameter_shapes(self, shape):
-        return {"weight": (shape[0],)}
-
-    def initial_value(self, name, shape, rng, nontrivial):
-        import numpy as np
-        return rng.uniform(0.5, 1.5, shape) if nontrivial else np.ones(shape)
 
 
 @dataclass(frozen=True)
