@@ -39,8 +39,6 @@ run: install data
 test: install data
 	$(BIN)/python -m pytest -q
 
-# What a user gets from `pip install netparity[torch]`: 1-2 minutes cold, under one from uv's cache
-# (5-6 GB in a temporary folder, removed after).
 # Property-based parity: FUZZ_EXAMPLES random specs over every layer kind in every framework
 # and the reference (CI runs 200). The seed is printed; rerun a failure with
 # `.venv/bin/python -m pytest tests/test_fuzz.py --hypothesis-seed=SEED`.
@@ -51,6 +49,8 @@ fuzz: install
 	NETPARITY_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/test_fuzz.py \
 	  --hypothesis-seed=$$seed --hypothesis-show-statistics
 
+# What a user gets from `pip install netparity[torch]`: 1-2 minutes cold, under one from uv's cache
+# (5-6 GB in a temporary folder, removed after).
 wheel-smoke: install
 	PYTHON=$(BIN)/python tests/packaging/wheel_smoke.sh
 
