@@ -25,6 +25,7 @@ F = torch.nn.functional
 
 from netparity.backends import BACKEND_NAMES, available, get_backend  # noqa: E402
 from netparity.backends.torch_import import TorchImportError, import_model  # noqa: E402
+from netparity.backends.torch_import.sources import AUXILIARY  # noqa: E402
 from netparity.spec import (Branches, ConcatBranches, DenseConcat, Flatten, GlobalAvgPool, GlobalMaxPool,  # noqa: E402
                             Identity, Residual, Sequence, init_weights, zoo)
 from netparity.compare.import_coverage import randomize_statistics  # noqa: E402
@@ -89,8 +90,9 @@ FAMILIES = {
     "shufflenet_v2_x0_5": 37,
 }
 SLOW = {"alexnet", "vgg11", "vgg11_bn", "wide_resnet50_2", "efficientnet_v2_s", "inception_v3"}
-# torchvision's defaults for weights=None, except the auxiliary classifiers (training-only outputs)
-OPTIONS = {"googlenet": dict(aux_logits=False, init_weights=True), "inception_v3": dict(aux_logits=False)}
+# torchvision's defaults for weights=None, except the auxiliary classifiers (training-only outputs), as
+# `netparity import torchvision:NAME` builds them
+OPTIONS = AUXILIARY
 
 
 def family_params():
@@ -421,6 +423,7 @@ def form_module(name: str) -> nn.Module:
     return Lambda(forward, **layers())
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # PyTorch's note on its own speed
 @pytest.mark.parametrize("form", list(FORMS))
 def test_form_reproduces_the_module(form):
     module = form_module(form)
@@ -449,6 +452,7 @@ def test_stochastic_depth_is_drop_path():
         import_model(nn.Sequential(conv(), ops.StochasticDepth(0.25, "batch")), (3, 5, 5))
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 def test_kinds_and_fields_of_the_forms():
     leaves = import_model(form_module("activations as modules"), (3, 5, 5)).spec.infer().leaves()
     assert [r.layer.describe() for r in leaves] == [
