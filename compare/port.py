@@ -873,7 +873,7 @@ def verify_command(reference: str, candidate: str, input_size: int | None = None
         cand = resolve_side(candidate)
         report = verify_port(ref, cand, input_shape=input_size, framework=framework, training_step=not eval_only)
     except NetparityError as error:
-        console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         return 2
     report.reference, report.candidate = reference, candidate
     text = report.summary()

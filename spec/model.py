@@ -245,14 +245,14 @@ def _decode(value, path: str, depth: int = 0):
 
 def _check_nesting(layer: Layer, path: str, depth: int = 0) -> None:
     if depth > MAX_NESTING:
-        raise SpecError(path, f"nested deeper than {MAX_NESTING} levels of layers")
+        raise SpecError(path, f"nested too deeply: more than {MAX_NESTING} levels of layers")
     for relative, child in layer.children():
         _check_nesting(child, f"{path}.{relative}", depth + 1)
 
 
 def layer_from_dict(data, path: str, depth: int = 0) -> Layer:
     if depth > MAX_NESTING:
-        raise SpecError(path, f"nested deeper than {MAX_NESTING} levels of layers")
+        raise SpecError(path, f"nested too deeply: more than {MAX_NESTING} levels of layers")
     if not isinstance(data, dict) or "kind" not in data:
         raise SpecError(path, "a layer must be a JSON object with a 'kind'")
     kind = data["kind"]

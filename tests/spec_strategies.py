@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 
-from hypothesis import strategies as st
+from hypothesis import assume, strategies as st
 
 from netparity.spec import LAYER_KINDS
 from netparity.spec.layers import (ACTIVATIONS, Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Branches,
@@ -226,7 +226,13 @@ def specs(draw, max_layers: int = 6) -> Spec:
             layers.append(layer)
     if not layers:
         layers = [Identity()]
-    return Spec("fuzz", shape, tuple(layers))
+    spec = Spec("fuzz", shape, tuple(layers))
+    # A layernorm or softmax over a single channel is a constant function (its output is the bias,
+    # or 1): its true input gradient is 0 and what the frameworks return is rounding noise,
+    # amplified by 1/sqrt(eps), so a relative comparison means nothing there.
+    assume(not any(row.kind == "layernorm" or row.kind == "activation" and row.layer.function == "softmax"
+                   for row in spec.infer().rows if row.input_shape[0] == 1))
+    return spec
 
 
 # ---------------------------------------------------------------------------------------
