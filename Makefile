@@ -36,8 +36,12 @@ run: install data
 	$(BIN)/netparity show $(MODEL)
 	$(BIN)/netparity compare $(MODEL) --out runs/$(MODEL)-$$(date +%Y%m%d-%H%M%S)
 
+# Two worker processes (pytest-xdist), one thread each: most of a test's time is Python building
+# models, which one process cannot spread over two cores (measured: the suite took 21 min with
+# -n 2 on a machine busy with other jobs; serially it was not half done after 13). Thread counts
+# change float bits only within the tolerances the tests use.
 test: install data
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2
 
 # Property-based parity: FUZZ_EXAMPLES random specs over every layer kind in every framework
 # and the reference (CI runs 200). The seed is printed; rerun a failure with
