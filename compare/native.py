@@ -1123,10 +1123,13 @@ def keras_linear():
 
 
 def _is_subsample(op) -> bool:
-    """netparity's Keras backend's Subsample2D (the backend is loaded whenever it built one)."""
+    """netparity's Keras backend's Subsample2D (the backend is loaded whenever it built one), or the
+    same layer as a file written by ``netparity emit`` defines it (that name, a strides pair)."""
     backend = sys.modules.get(f"{__package__.rpartition('.')[0]}.backends.keras")
     subsample = getattr(backend, "Subsample2D", None)
-    return subsample is not None and isinstance(op, subsample)
+    if subsample is not None and isinstance(op, subsample):
+        return True
+    return type(op).__name__ == "Subsample2D" and len(getattr(op, "strides", ())) == 2
 
 
 def _keras_value(value) -> np.ndarray:

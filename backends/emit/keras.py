@@ -747,3 +747,28 @@ def write_weights(spec, weights: dict, path, source: str | None = None) -> None:
                                  layouts.get(spec_path))
         variables[variable_name].assign(np.ascontiguousarray(value))
     model.save_weights(str(path))
+
+
+def read_weights(spec, model) -> dict:
+    """The canonical weights held by an emitted model (after ``load_weights``), converted back
+    from Keras' layouts by the backend's inverse conversions."""
+    import numpy as np
+
+    from ..keras import _weight_to_canonical
+
+    layouts, _ = flat_layouts(spec)
+    rows = {r.path: r for r in spec.infer().rows}
+    weights = {}
+    for key, native in native_keys(spec).items():
+        layer_name, variable_name = native.split("/")
+        variables = {v.name: v for v in model.get_layer(layer_name).weights}
+        spec_path, _, name = key.rpartition(".")
+        value = np.array(keras_value(variables[variable_name]), dtype=np.float32)
+        weights[key] = np.ascontiguousarray(_weight_to_canonical(rows[spec_path], name, value, layouts.get(spec_path)))
+    return weights
+
+
+def keras_value(variable):
+    import keras
+
+    return keras.ops.convert_to_numpy(variable.value)

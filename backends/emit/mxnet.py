@@ -568,3 +568,9 @@ def write_weights(spec, weights: dict, path, source: str | None = None) -> None:
     for key, native in native_keys(spec).items():
         params[native].set_data(mx.nd.array(np.asarray(weights[key], dtype=np.float32), dtype=np.float32))
     net.save_parameters(str(path))
+
+
+def read_weights(spec, net) -> dict:
+    """The canonical weights held by an emitted net (after ``load_parameters``), float32 copies."""
+    params = net._collect_params_with_prefix()
+    return {key: params[native].data().asnumpy().copy() for key, native in native_keys(spec).items()}

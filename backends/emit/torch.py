@@ -352,3 +352,9 @@ def write_weights(spec, weights: dict, path, source: str | None = None) -> None:
         for key, native in native_keys(spec).items():
             state[native].copy_(torch.from_numpy(np.asarray(weights[key], dtype=np.float32)))
     torch.save(model.state_dict(), str(path))
+
+
+def read_weights(spec, model) -> dict:
+    """The canonical weights held by an emitted model (after ``load_state_dict``), float32 copies."""
+    state = model.state_dict()
+    return {key: state[native].detach().cpu().numpy().copy() for key, native in native_keys(spec).items()}
