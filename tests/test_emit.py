@@ -178,6 +178,19 @@ def test_emitting_imports_no_framework():
     assert done.stdout.strip() == "[]"
 
 
+def test_readme_porting_reference_is_what_emit_writes():
+    """The README's listings of one network in three frameworks are the emitted files."""
+    readme = (HERE.parent / "README.md").read_text()
+    section = readme.split("## Porting reference", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("\n", 1)[1] for block in section.split("```")[1::2]]
+    languages = [block.split("\n", 1)[0] for block in section.split("```")[1::2]]
+    spec = Spec.from_json(blocks[languages.index("json")], "README")
+    listings = [block for block, language in zip(blocks, languages) if language == "python"]
+    assert listings == [emit_source(spec, framework) for framework in ("torch", "mxnet", "keras")]
+    torch_lines = len(emit_source(zoo.get("tv_resnet18"), "torch").splitlines())
+    assert f"the file has {torch_lines} lines" in " ".join(section.split())
+
+
 # ---------------------------------------------------------------------------------------
 # The command line
 # ---------------------------------------------------------------------------------------

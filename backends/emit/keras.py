@@ -36,8 +36,9 @@ NOTES = {
     "layernorm": "LayerNormalization over the last axis, the channels of each pixel; Keras' default "
                  "epsilon is 1e-3, PyTorch's 1e-5",
     "maxpool": "-inf padding, then a 'valid' pool: PyTorch's padding never wins a window, where zero "
-               "padding would over negative inputs; Keras has no ceil mode, so extra bottom / right "
-               "padding gives ceil-mode windows",
+               "padding would over negative inputs",
+    "ceil_mode": "Keras has no ceil mode: extra padding at the bottom and right gives PyTorch's ceil-mode "
+                 "windows",
     "avgpool": "zero padding, then a 'valid' pool: the padding counts in the average, as PyTorch's "
                "count_include_pad=True ('same' would leave it out)",
     "divisor": "each window's average rescaled to PyTorch's divisor (ceil mode or count_include_pad=False "
@@ -196,7 +197,7 @@ class Lowering:
             facts = {"padding": ("padding", _zero_padding((top, bottom, left, right))),
                      "pool_size": ("kernel", pair_value(layer.kernel)), "strides": ("stride", pair_value(layer.stride))}
             if kind == "maxpool2d":
-                return (), facts
+                return layer.ceil_mode, facts
             divisor = avg_pool_divisor(h, w, layer.kernel, layer.stride, layer.padding, layer.ceil_mode,
                                        layer.count_include_pad)
             rescale = bool((divisor != layer.kernel[0] * layer.kernel[1]).any())
@@ -204,7 +205,7 @@ class Lowering:
                 facts.update(size=("size", (h, w)), kernel=("kernel", layer.kernel), stride=("stride", layer.stride),
                              pool_padding=("padding", layer.padding), ceil_mode=("flag", layer.ceil_mode),
                              count_include_pad=("flag", layer.count_include_pad))
-            return rescale, facts
+            return (rescale, layer.ceil_mode), facts
         if kind == "adaptive_avgpool2d":
             return (), {"output_size": ("size", tuple(layer.output_size))}
         if kind in ("global_avgpool", "global_maxpool"):
@@ -259,6 +260,7 @@ class Step:
     note: str = ""
     helpers: tuple[str, ...] = ()
     function: bool = False
+    also: str = ""  # a second note
 
 
 def _padding_step(slot, layer: str, args_after: str = "", note: str = "", helpers=()) -> list[Step]:
@@ -327,11 +329,12 @@ def leaf_steps(child: Child) -> list[Step]:
                      note=NOTES["normalize"] if key else "")]
     if kind == "maxpool2d":
         steps = _padding_step(f["padding"], "ConstantPad2D", '-float("inf")', NOTES["maxpool"], ("ConstantPad2D",))
-        return steps + [Step("layers.MaxPooling2D", _pool_arguments(f))]
+        return _ceil_note(steps, key) + [Step("layers.MaxPooling2D", _pool_arguments(f))]
     if kind == "avgpool2d":
-        steps = _padding_step(f["padding"], "layers.ZeroPadding2D", note=NOTES["avgpool"])
+        rescale, ceil_mode = key
+        steps = _ceil_note(_padding_step(f["padding"], "layers.ZeroPadding2D", note=NOTES["avgpool"]), ceil_mode)
         steps.append(Step("layers.AveragePooling2D", _pool_arguments(f)))
-        if key:
+        if rescale:
             names = ("size", "kernel", "stride", "pool_padding", "ceil_mode", "count_include_pad")
             steps.append(Step("DivisorScale", ", ".join(expr(f[n]) for n in names), "_divisor",
                               note=NOTES["divisor"], helpers=("pool_divisor", "DivisorScale")))
@@ -360,6 +363,12 @@ def leaf_steps(child: Child) -> list[Step]:
                       function=True)] if key else []
         return steps + [Step("ChannelSlice", f"{expr(f['start'])}, {expr(f['stop'])}", helpers=("ChannelSlice",))]
     raise ValueError(f"no Keras code for layer kind {kind!r}")
+
+
+def _ceil_note(steps: list[Step], ceil_mode: bool) -> list[Step]:
+    if ceil_mode and steps:
+        steps[0].also = NOTES["ceil_mode"]
+    return steps
 
 
 def _pool_arguments(f) -> str:
@@ -546,6 +555,7 @@ class _Scope:
             for helper in step.helpers:
                 self.out.helper(helper)
             self.out.note(step.note)
+            self.out.note(step.also)
             if step.guard is not None and src != var:
                 self.out.line(f"{var} = {src}")
                 src = var

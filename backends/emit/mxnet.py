@@ -33,6 +33,8 @@ NOTES = {
     "avgpool": "count_include_pad as in PyTorch (padding cells count in the average)",
     "branches": "broadcast_add / broadcast_mul, not + / *: inside a hybridized graph those refuse "
                 "a (N, C, 1, 1) gate against (N, C, H, W)",
+    "concat": "F.identity after F.concat: without it MXNet 1.9.1 dies (SIGFPE) computing the input "
+              "gradient of a concatenation that a grouped or depthwise conv reads",
 }
 
 
@@ -183,9 +185,9 @@ def leaf_code(child) -> LeafCode:
         if kind == "maxpool2d":
             if ceil:
                 return LeafCode(f"CeilMaxPool({expr(f['pool_size'])}, {expr(f['strides'])}, {expr(f['pad_width'])})",
-                                helpers=("MaxPool2D", "CeilMaxPool"), note=NOTES["ceil_max"])
+                                helpers=("TrainModeUnderRecord", "MaxPool2D", "CeilMaxPool"), note=NOTES["ceil_max"])
             return LeafCode(f"MaxPool2D({expr(f['pool_size'])}, {expr(f['strides'])}, {expr(f['padding'])})",
-                            helpers=("MaxPool2D",))
+                            helpers=("TrainModeUnderRecord", "MaxPool2D"))
         if ceil:
             names = ("kernel", "stride", "pool_padding", "count_include_pad", "height", "width", "pad_width")
             return LeafCode(f"CeilAvgPool({', '.join(expr(f[n]) for n in names)})",
@@ -196,7 +198,7 @@ def leaf_code(child) -> LeafCode:
         return LeafCode(f"AdaptiveAvgPool({expr(f['output_size'])})", helpers=("AdaptiveAvgPool",))
     if kind in ("global_avgpool", "global_maxpool"):
         pool = "nn.GlobalAvgPool2D()" if kind == "global_avgpool" else "GlobalMaxPool2D()"
-        helpers = () if kind == "global_avgpool" else ("MaxPool2D",)
+        helpers = () if kind == "global_avgpool" else ("TrainModeUnderRecord", "GlobalMaxPool2D")
         if key:  # keepdims: (N, C, 1, 1), as Gluon's global pools give it
             return LeafCode(pool, helpers=helpers)
         return LeafCode(pool, call="F.flatten({m}({x}))", seq=[pool, "nn.Flatten()"], helpers=helpers)
@@ -250,7 +252,9 @@ class DenseConcat(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):
         for unit in self.units:
-            x = F.concat(x, unit(x), dim=1)
+            # F.identity: MXNet 1.9.1 dies (SIGFPE) on the input gradient of a bare concat
+            # that a grouped or depthwise conv reads
+            x = F.identity(F.concat(x, unit(x), dim=1))
         return x
 ''',
     "PaddedConv2D": '''
@@ -279,7 +283,7 @@ class Pad2D(nn.HybridBlock):
     def hybrid_forward(self, F, x):
         return F.pad(x, mode="constant", pad_width=self.pad_width, constant_value=0.0)
 ''',
-    "MaxPool2D": '''
+    "TrainModeUnderRecord": '''
 class TrainModeUnderRecord:
     """Max pools run in train mode under autograd.record(train_mode=False): oneDNN's inference
     max pool keeps no argmax, yet its backward reads one, so eval-mode gradients come out wrong
@@ -290,14 +294,14 @@ class TrainModeUnderRecord:
             with mx.autograd.train_mode():
                 return super().forward(x)
         return super().forward(x)
-
-
+''',
+    "MaxPool2D": '''
 class MaxPool2D(TrainModeUnderRecord, nn.MaxPool2D):
     """nn.MaxPool2D with correct eval-mode gradients."""
-
-
+''',
+    "GlobalMaxPool2D": '''
 class GlobalMaxPool2D(TrainModeUnderRecord, nn.GlobalMaxPool2D):
-    """nn.GlobalMaxPool2D with correct eval-mode gradients."""
+    """nn.GlobalMaxPool2D (keeps (N, C, 1, 1)) with correct eval-mode gradients."""
 ''',
     "CeilMaxPool": '''
 class CeilMaxPool(nn.HybridBlock):
@@ -476,7 +480,8 @@ class GluonDialect(Dialect):
 
     def merge(self, merge, branches, out):
         if merge == "concat":
-            return f"F.concat({', '.join(branches)}, dim=1)"
+            out.note(NOTES["concat"])
+            return f"F.identity(F.concat({', '.join(branches)}, dim=1))"
         out.note(NOTES["branches"])
         join = "F.broadcast_add" if merge == "add" else "F.broadcast_mul"
         value = branches[0]

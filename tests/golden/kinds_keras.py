@@ -434,8 +434,9 @@ def build_model():
     x = residual_block2(x, 12, strides=2, project=True, name="block7")
     x = sum_block2(x, name="block8")
     # -inf padding, then a 'valid' pool: PyTorch's padding never wins a window, where zero padding
-    # would over negative inputs; Keras has no ceil mode, so extra bottom / right padding gives
-    # ceil-mode windows
+    # would over negative inputs
+    # Keras has no ceil mode: extra padding at the bottom and right gives PyTorch's ceil-mode
+    # windows
     x = ConstantPad2D(1, -float("inf"), name="maxpool1_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="maxpool1")(x)
     x = layers.ZeroPadding2D(1, name="avgpool1_pad")(x)

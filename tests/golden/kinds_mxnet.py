@@ -79,12 +79,8 @@ class TrainModeUnderRecord:
         return super().forward(x)
 
 
-class MaxPool2D(TrainModeUnderRecord, nn.MaxPool2D):
-    """nn.MaxPool2D with correct eval-mode gradients."""
-
-
 class GlobalMaxPool2D(TrainModeUnderRecord, nn.GlobalMaxPool2D):
-    """nn.GlobalMaxPool2D with correct eval-mode gradients."""
+    """nn.GlobalMaxPool2D (keeps (N, C, 1, 1)) with correct eval-mode gradients."""
 
 
 class PReLU(nn.PReLU):
@@ -157,6 +153,10 @@ class ChannelShuffle(nn.HybridBlock):
     def hybrid_forward(self, F, x):
         split = F.reshape(x, shape=(0, -4, self.groups, -1, -2))
         return F.reshape(F.swapaxes(split, dim1=1, dim2=2), shape=(0, -3, -2))
+
+
+class MaxPool2D(TrainModeUnderRecord, nn.MaxPool2D):
+    """nn.MaxPool2D with correct eval-mode gradients."""
 
 
 class CeilMaxPool(nn.HybridBlock):
@@ -237,7 +237,9 @@ class DenseConcat(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):
         for unit in self.units:
-            x = F.concat(x, unit(x), dim=1)
+            # F.identity: MXNet 1.9.1 dies (SIGFPE) on the input gradient of a bare concat
+            # that a grouped or depthwise conv reads
+            x = F.identity(F.concat(x, unit(x), dim=1))
         return x
 
 
@@ -295,7 +297,9 @@ class ConcatBlock(nn.HybridBlock):
         )
 
     def hybrid_forward(self, F, x):
-        return F.concat(F.slice_axis(x, axis=1, begin=0, end=4), self.branch2(x), dim=1)
+        # F.identity after F.concat: without it MXNet 1.9.1 dies (SIGFPE) computing the input
+        # gradient of a concatenation that a grouped or depthwise conv reads
+        return F.identity(F.concat(F.slice_axis(x, axis=1, begin=0, end=4), self.branch2(x), dim=1))
 
 
 class SumBlock(nn.HybridBlock):
@@ -396,7 +400,7 @@ class ConcatBlock2(nn.HybridBlock):
         )
 
     def hybrid_forward(self, F, x):
-        return F.concat(self.branch1(x), self.branch2(x), dim=1)
+        return F.identity(F.concat(self.branch1(x), self.branch2(x), dim=1))
 
 
 class ResidualBlock3(nn.HybridBlock):
@@ -571,13 +575,15 @@ class Flat(nn.HybridBlock):
         )
 
     def hybrid_forward(self, F, x):
-        return F.concat(
-            self.branch1(x),
-            self.branch2(x),
-            self.branch3(x),
-            self.branch4(x),
-            self.branch5(x),
-            dim=1,
+        return F.identity(
+            F.concat(
+                self.branch1(x),
+                self.branch2(x),
+                self.branch3(x),
+                self.branch4(x),
+                self.branch5(x),
+                dim=1,
+            )
         )
 
 

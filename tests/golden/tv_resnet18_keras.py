@@ -40,8 +40,7 @@ def stem(x, name):
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn")(x)
     x = layers.Activation("relu", name=f"{name}_relu")(x)
     # -inf padding, then a 'valid' pool: PyTorch's padding never wins a window, where zero padding
-    # would over negative inputs; Keras has no ceil mode, so extra bottom / right padding gives
-    # ceil-mode windows
+    # would over negative inputs
     x = ConstantPad2D(1, -float("inf"), name=f"{name}_maxpool_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name=f"{name}_maxpool")(x)
     return x

@@ -32,10 +32,6 @@ class MaxPool2D(TrainModeUnderRecord, nn.MaxPool2D):
     """nn.MaxPool2D with correct eval-mode gradients."""
 
 
-class GlobalMaxPool2D(TrainModeUnderRecord, nn.GlobalMaxPool2D):
-    """nn.GlobalMaxPool2D with correct eval-mode gradients."""
-
-
 def sequential(*blocks):
     """A HybridSequential holding ``blocks`` (Gluon's takes no constructor arguments)."""
     container = nn.HybridSequential()
