@@ -404,6 +404,35 @@ def emit(model: str = typer.Argument(..., help=MODEL_HELP),
 
 
 @app.command()
+def convert(source: str = typer.Argument(..., help="What `netparity import` takes: torchvision:NAME, "
+                                                   "keras.applications:NAME, FILE.py:FACTORY, FILE.keras, or an "
+                                                   "MXNet PREFIX-symbol.json."),
+            to: str = typer.Option(..., "--to", help="torch, mxnet or keras."),
+            out: Path = typer.Option(..., "--out", help="Folder for model.py, the weights, spec.json, parity.json, "
+                                                        "README.md."),
+            params: Optional[Path] = typer.Option(None, "--params", help="An MXNet checkpoint's PREFIX-0000.params."),
+            input_size: Optional[str] = typer.Option(None, help="Square input size N, or C,H,W."),
+            output: Optional[str] = typer.Option(None, help="The source's internal output to keep."),
+            name: Optional[str] = typer.Option(None, help="The spec's name (default: from the source).")):
+    """Import SOURCE, write it as standalone source in another framework with its weights in that framework's
+    format, and verify the pair in a fresh process against the source's outputs and with verify_port (exit 1,
+    saying where, if they differ)."""
+    from netparity.backends.emit import EMITTERS
+    from netparity.backends.emit.convert import convert as run_convert
+
+    if to not in EMITTERS:
+        _fail(f"--to must be one of {', '.join(EMITTERS)}, got {to!r}")
+    record = run_convert(source, to, out, params=params, input_size=_import_size(input_size), output=output,
+                         name=name, progress=lambda line: console.print(line, markup=False, highlight=False,
+                                                                        soft_wrap=True))
+    if not record["ok"]:
+        _fail(f"convert: {record.get('detail') or record.get('error') or 'the emitted model differs'}", code=1)
+    console.print(f"verified: outputs within {record['rtol']:g} of {record['compared_with']} (max "
+                  f"{record['worst']:.1e}); verify_port: {record['verify_port']}; wrote {out}/README.md and "
+                  f"{out}/parity.json", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
 def bench(models: Optional[list[str]] = typer.Argument(
               None, help="Zoo names or spec JSON files, each optionally with its own square input size "
                          "(alexnet:64); 'zoo' for every zoo model at its default size."),

@@ -255,6 +255,105 @@ def test_cli_writes_source_and_state_dict_loadable_in_a_fresh_process(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------
+# netparity convert: import + emit + native weights + verification in a fresh process
+# ---------------------------------------------------------------------------------------
+
+def _cli(*arguments, env_extra=None, cwd=None, timeout=600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "200", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "netparity.cli", *map(str, arguments)], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=cwd)
+
+
+def _needs(*frameworks):
+    missing = [f for f in frameworks if f not in available()]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (pip install 'netparity[all]')")
+
+
+def _converted(folder: Path, framework: str, source: str) -> dict:
+    record = json.loads((folder / "parity.json").read_text())
+    assert record["ok"] and record["framework"] == framework and record["source"].startswith(source)
+    assert record["verify_port"] == "equivalent" and record["worst"] <= 1e-5
+    assert set(record["errors"]) == {"random 1", "random 2", "random 3", "negative", "positive", "constant", "large"}
+    emitted = (folder / "model.py").read_text()
+    assert _imports(ast.parse(emitted)) <= ALLOWED_IMPORTS[framework]
+    assert Spec.load(folder / "spec.json").infer().parameters > 0
+    assert "## What was checked (verified)" in (folder / "README.md").read_text()
+    return record
+
+
+def test_convert_torchvision_model_to_keras(tmp_path):
+    _needs("torch", "keras")
+    done = _cli("convert", "torchvision:resnet18", "--to", "keras", "--out", tmp_path / "out", "--input-size", 32)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "verified:" in done.stdout
+    record = _converted(tmp_path / "out", "keras", "torchvision:resnet18")
+    assert record["source_ran"] and record["compared_with"].startswith("torch running")
+    assert (tmp_path / "out" / "model.weights.h5").exists()
+
+
+def test_convert_keras_application_to_gluon(tmp_path):
+    _needs("keras", "mxnet", "torch")
+    done = _cli("convert", "keras.applications:MobileNet", "--to", "mxnet", "--out", tmp_path / "out",
+                "--input-size", 32)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = _converted(tmp_path / "out", "mxnet", "keras.applications:MobileNet")
+    assert "running keras.applications:MobileNet" in record["compared_with"]
+
+
+CHECKPOINT = """
+import sys
+import numpy as np
+from netparity.backends.frameworks import import_mxnet
+mx = import_mxnet()
+nn = mx.gluon.nn
+net = nn.HybridSequential()
+net.add(nn.Conv2D(4, 3, strides=2, padding=1, in_channels=3), nn.BatchNorm(in_channels=4), nn.Activation("relu"),
+        nn.MaxPool2D(3, 2, ceil_mode=True), nn.Dense(5, in_units=4 * 3 * 3))
+net.initialize()
+rng = np.random.default_rng(0)
+for param in net.collect_params().values():
+    param.set_data(mx.nd.array(rng.standard_normal(param.shape).astype(np.float32) * 0.5 + 1.0))
+net.hybridize()
+net(mx.nd.zeros((1, 3, 12, 12)))
+net.export(sys.argv[1])
+"""
+
+
+def test_convert_mxnet_checkpoint_to_pytorch_without_mxnet(tmp_path):
+    """A legacy checkpoint converts with MXNet absent; the check is then against the imported
+    spec built by the backend, and the record says so."""
+    _needs("mxnet", "torch")
+    made = subprocess.run([sys.executable, "-c", CHECKPOINT, str(tmp_path / "net")], capture_output=True, text=True,
+                          timeout=300)
+    assert made.returncode == 0, made.stderr[-2000:]
+    blocker = tmp_path / "blocked" / "mxnet"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('mxnet is blocked for this test')\n")
+    done = _cli("convert", tmp_path / "net-symbol.json", "--params", tmp_path / "net-0000.params", "--to", "torch",
+                "--out", tmp_path / "out", "--input-size", 12,
+                env_extra={"PYTHONPATH": os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")])})
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = _converted(tmp_path / "out", "torch", str(tmp_path / "net-symbol.json"))
+    assert not record["source_ran"] and "the imported spec built in torch" in record["compared_with"]
+    assert "could not run here" in (tmp_path / "out" / "README.md").read_text()
+    # a weight file that no longer holds the source's weights fails the same fresh-process check
+    tamper = ("import sys, torch; state = torch.load(sys.argv[1]); key = next(k for k in state if k.endswith('weight'));"
+              "state[key] = state[key] * 1.01; torch.save(state, sys.argv[1])")
+    assert subprocess.run([sys.executable, "-c", tamper, str(tmp_path / "out" / "model.pt")], timeout=120).returncode == 0
+    again = subprocess.run([sys.executable, "-m", "netparity.backends.emit.convert", str(tmp_path / "out"), "torch"],
+                           capture_output=True, text=True, timeout=300)
+    result = json.loads(again.stdout.strip().splitlines()[-1])
+    assert not result["ok"] and "differs from the source's" in result["detail"] and "batch" in result["detail"]
+
+
+def test_convert_refuses_an_unknown_target(tmp_path):
+    result = runner.invoke(app, ["convert", "torchvision:resnet18", "--to", "jax", "--out", str(tmp_path)],
+                           terminal_width=200)
+    assert result.exit_code == 2 and "--to must be one of torch, mxnet, keras" in result.output
+
+
+# ---------------------------------------------------------------------------------------
 # Every zoo model in every framework, in fresh processes
 # ---------------------------------------------------------------------------------------
 
