@@ -48,6 +48,7 @@ class Variant:
     keras_backend: str | None = None  # KERAS_BACKEND set in the worker; None: the caller's
     handwritten: bool = False
     when: str = "always"
+    emitted: bool = False  # the source `netparity emit` writes, run as hand-written code
 
     @property
     def mode(self) -> str:
@@ -71,10 +72,14 @@ VARIANTS = _variants(
     Variant("torch[fp16]", "torch", "autocast float16 with a GradScaler", precision="float16", when="gpu"),
     Variant("torch[handwritten]", "torch", "the model written by hand in PyTorch (compare/reference)",
             handwritten=True, when="reference"),
+    Variant("torch[emitted]", "torch", "the PyTorch source `netparity emit` writes, stepped as the hand-written "
+            "models are", emitted=True, when="named"),
     Variant("mxnet", "mxnet", "imperative Gluon"),
     Variant("mxnet[hybrid]", "mxnet", "hybridize(static_alloc, static_shape)", execution="hybrid"),
     Variant("mxnet[handwritten]", "mxnet", "the model written by hand in Gluon (compare/reference)",
             handwritten=True, when="reference"),
+    Variant("mxnet[emitted]", "mxnet", "the Gluon source `netparity emit` writes, stepped as the hand-written "
+            "models are", emitted=True, when="named"),
     Variant("keras", "keras", "Keras 3 on its configured backend (KERAS_BACKEND, tensorflow by default)"),
     Variant("keras[tensorflow]", "keras", "Keras 3 on TensorFlow", keras_backend="tensorflow", when="named"),
     Variant("keras[xla]", "keras", "TensorFlow with jit_compile=True", execution="xla",
@@ -84,6 +89,8 @@ VARIANTS = _variants(
     Variant("keras[bf16]", "keras", "the mixed_bfloat16 dtype policy", precision="bfloat16", when="gpu"),
     Variant("keras[handwritten]", "keras", "the model written by hand in Keras (compare/reference)",
             handwritten=True, when="reference"),
+    Variant("keras[emitted]", "keras", "the Keras source `netparity emit` writes, stepped as the hand-written "
+            "models are", emitted=True, when="named"),
 )
 """Every variant, each backend's plain one first. Fast modes, mixed precision and the
 hand-written references are rows of their own, never instead of the plain row."""
@@ -166,6 +173,26 @@ def _handwritten_step(variant: Variant, model_name: str, input_size, mode: str, 
     return lambda: reference.infer(reference.native_batch(x))
 
 
+def _emitted_step(variant: Variant, spec, mode: str, device: str, x, y):
+    """The step of the code ``netparity emit`` writes for ``spec``, built by its ``build_model()``
+    and stepped by compare/reference's framework functions, exactly as the hand-written models
+    are (the NumPy batch converted inside every step)."""
+    import importlib
+
+    from ..backends.emit import emit_source
+    from ..backends.emit.source import load_module
+
+    if device != "cpu":
+        raise VariantFailed(f"{variant.label}: the emitted code's bench step runs on the CPU only")
+    steps = importlib.import_module(f"{__package__}.reference.{variant.backend}")
+    model = load_module(emit_source(spec, variant.backend)).build_model()
+    if mode == "train":
+        train = steps.make_train_step(model, LR, MOMENTUM, 0.0)
+        return lambda: train(steps.native_batch(x), y)
+    infer = steps.make_infer(model)
+    return lambda: infer(steps.native_batch(x))
+
+
 def measure(job: dict) -> dict:
     import numpy as np
 
@@ -197,6 +224,8 @@ def measure(job: dict) -> dict:
     x, y = _batch(inference, int(job["batch_size"]), seed)
     if variant.handwritten:
         step = _handwritten_step(variant, model_name, job.get("input_size"), mode, device, x, y)
+    elif variant.emitted:
+        step = _emitted_step(variant, spec, mode, device, x, y)
     else:
         # Each framework's own initial weights, like the hand-written rows: the values do not change
         # the cost of a float32 step, but on MXNet copying weights in from the host (set_weights,

@@ -353,6 +353,17 @@ def test_convert_refuses_an_unknown_target(tmp_path):
     assert result.exit_code == 2 and "--to must be one of torch, mxnet, keras" in result.output
 
 
+def test_bench_times_the_emitted_code_as_its_own_row():
+    _needs("torch")
+    from netparity.compare.bench import run_bench
+
+    report = run_bench("lenet_bn", ["torch", "torch[emitted]"], "infer", measure_ceiling=False, fast=False,
+                       batch_size=8, steps=2, warmup=1, repeats=1)
+    rows = {entry["variant"]: entry for entry in report["results"]}
+    assert rows["torch[emitted]"]["status"] == "ok", rows["torch[emitted]"]
+    assert rows["torch"]["status"] == "ok"
+
+
 # ---------------------------------------------------------------------------------------
 # Every zoo model in every framework, in fresh processes
 # ---------------------------------------------------------------------------------------
