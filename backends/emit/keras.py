@@ -670,7 +670,7 @@ def class_name(base: str) -> str:
 
 
 def plan(spec) -> Plan:
-    return build_plan(spec, Lowering(spec), class_name)
+    return build_plan(spec, Lowering(spec), class_name, reserved=HELPERS)
 
 
 def emit_source(spec) -> str:

@@ -20,7 +20,7 @@ class EmitError(NetparityError, ValueError):
 # would shadow one of them gets a suffix instead.
 RESERVED = frozenset({
     "F", "nn", "torch", "mx", "np", "keras", "layers", "ops", "math", "x", "out", "inputs", "name", "self",
-    "build_model", "shortcut", "super", "range", "len", "list", "tuple", "float", "int", "print", "sum",
+    "build_model", "shortcut", "super", "input", "unit", "range", "len", "list", "tuple", "float", "int", "print", "sum",
     # nn.Module / gluon.Block / keras.Layer attributes a child attribute must not overwrite
     "forward", "hybrid_forward", "training", "train", "eval", "params", "prefix", "modules", "children",
     "parameters", "buffers", "state_dict", "to", "apply", "cuda", "cpu", "type", "half", "float", "double",

@@ -468,13 +468,14 @@ def _unify(name: str, group: list[_RawClass]) -> ClassPlan:
     return plan
 
 
-def build_plan(spec: Spec, lowering, class_name) -> Plan:
+def build_plan(spec: Spec, lowering, class_name, reserved=()) -> Plan:
     """The classes of ``spec``'s code. ``class_name(base) -> str`` turns a name base
     (``stage``, ``residual_block``, or the spec's name for the model) into the framework's
-    class or function name; names are made unique in order of first use."""
+    class or function name; names are made unique in order of first use and never one of
+    ``reserved`` (the helpers the emitted file may define)."""
     builder = _Builder(spec, lowering)
     root = builder.root()
-    taken: set[str] = set()
+    taken: set[str] = set(reserved)
     classes = []
     groups = _group(builder.nodes)
     root_group = root.group

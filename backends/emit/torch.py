@@ -291,7 +291,7 @@ def class_name(base: str) -> str:
 
 
 def plan(spec) -> Plan:
-    return build_plan(spec, Lowering(), class_name)
+    return build_plan(spec, Lowering(), class_name, reserved=HELPERS)
 
 
 def emit_source(spec) -> str:
