@@ -19,28 +19,24 @@ import numpy as np
 
 from .params import CheckpointError, read_params, split_prefixes
 
-# MXNet's BatchNorm attribute defaults for the symbol API (src/operator/nn/batch_norm-inl.h):
-# fix_gamma is True unless the attribute says otherwise.
-_TRUE = {"true", "1"}
-
-
-def _attrs(node: dict) -> dict:
-    for key in ("attrs", "attr", "param"):  # the key changed across MXNet versions
-        if isinstance(node.get(key), dict):
-            return node[key]
-    return {}
+def _attrs(node: dict) -> dict[str, str]:
+    from .symbol import node_attributes  # symbol imports importing, which imports this module
+    return node_attributes(node)
 
 
 def checkpoint_counts(symbol: dict, params: Mapping[str, np.ndarray]) -> dict[str, int]:
     """``trainable`` (argument arrays the symbol uses, less fixed gammas), ``fixed_gamma`` (the
     values of BatchNorm gammas under ``fix_gamma``, which the file holds and MXNet ignores) and
     ``running_stats`` (auxiliary states the symbol uses)."""
+    from .symbol import FIX_GAMMA_DEFAULT
+
     args, auxs = split_prefixes(params)
     nodes = symbol.get("nodes", [])
     variables = {node["name"] for node in nodes if node.get("op") == "null"}
     fixed = set()
     for node in nodes:
-        if node.get("op") == "BatchNorm" and str(_attrs(node).get("fix_gamma", "True")).lower() in _TRUE:
+        if node.get("op") == "BatchNorm" and _attrs(node).get(
+                "fix_gamma", str(FIX_GAMMA_DEFAULT)).strip().lower() in ("true", "1"):
             inputs = node.get("inputs", [])
             if len(inputs) > 1:
                 fixed.add(nodes[inputs[1][0]]["name"])
@@ -153,6 +149,8 @@ def checkpoint_runner(symbol: dict | str | Path, params: Mapping[str, np.ndarray
     mx = _mxnet()
     text = Path(symbol).read_text() if isinstance(symbol, (str, Path)) else json.dumps(symbol)
     head = _output_symbol(mx.sym.load_json(text), output, where)
+    from .symbol import FIX_GAMMA_DEFAULT
+
     args, auxs = split_prefixes(params)
     values = {k: mx.nd.array(v, dtype=np.float32) for k, v in {**args, **auxs}.items()}
     model = _symbol_block(mx, head, input_name, values, where)

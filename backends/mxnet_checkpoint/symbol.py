@@ -59,6 +59,21 @@ class SymbolError(NetparityError, ValueError):
 # Reading the JSON
 # ---------------------------------------------------------------------------------------
 
+def node_attributes(raw: dict) -> dict[str, str]:
+    """A symbol node's attributes as strings, from every key MXNet has kept them under."""
+    attrs: dict[str, str] = {}
+    for key in ("param", "attr", "attrs"):  # MXNet < 0.9, 0.9 - 1.0, >= 1.0
+        value = raw.get(key) or {}
+        if not isinstance(value, dict):
+            raise SymbolError(f"{key} must be an object", raw["name"], raw["op"])
+        attrs.update({str(k): str(v) for k, v in value.items()})
+    return attrs
+
+
+# The symbol API's BatchNorm default (src/operator/nn/batch_norm-inl.h): gamma is taken as 1.
+FIX_GAMMA_DEFAULT = True
+
+
 @dataclass
 class _Node:
     index: int
@@ -101,12 +116,7 @@ def _parse_nodes(data, source: str) -> tuple[list[_Node], list[tuple[int, int]]]
     for index, raw in enumerate(data["nodes"]):
         if not isinstance(raw, dict) or not isinstance(raw.get("op"), str) or not isinstance(raw.get("name"), str):
             raise SymbolError(f"{source}: nodes[{index}] is not a node (an object with 'op' and 'name')")
-        attrs: dict[str, str] = {}
-        for key in ("param", "attr", "attrs"):  # MXNet < 0.9, 0.9 - 1.0, >= 1.0
-            value = raw.get(key) or {}
-            if not isinstance(value, dict):
-                raise SymbolError(f"{key} must be an object", raw["name"], raw["op"])
-            attrs.update({str(k): str(v) for k, v in value.items()})
+        attrs = node_attributes(raw)
         inputs = [_entry(entry, len(nodes), raw["name"], raw["op"], source) for entry in raw.get("inputs", [])]
         nodes.append(_Node(index, raw["name"], raw["op"], attrs, inputs))
     heads = [_entry(entry, len(nodes), "", "", source) for entry in data["heads"]]
@@ -313,7 +323,7 @@ def batch_norm(ctx: _Context) -> _Converted:
         raise ctx.error(f"axis {node.attrs['axis']} is not imported: netparity normalises the channels (axis 1)")
     eps = _float(node, "eps", 1e-3)
     momentum = _decimal(node, "momentum", "0.9")
-    fix_gamma = _bool(node, "fix_gamma", True)
+    fix_gamma = _bool(node, "fix_gamma", FIX_GAMMA_DEFAULT)
     # MXNet's momentum keeps that share of the running statistics; PyTorch's (the spec's) is the other part.
     layer = BatchNorm(eps=eps, momentum=float(1 - momentum), scale=not fix_gamma)
     gamma = ctx.param(1, "gamma", (channels,))
