@@ -1,6 +1,7 @@
-"""netparity.backends: one module per framework, the same small interface.
+"""netparity.backends: one package per framework (``torch/``, ``mxnet/``, ``keras/``), each with the
+same modules (``core``, ``layout``, ``tracing``, ``importer``, ``emitter``; see ``torch/__init__.py``).
 
-Each backend module (``torch``, ``mxnet``, ``keras``) offers::
+Each backend's ``core`` module, which ``get_backend`` returns, offers::
 
     NAME, FRAMEWORK, version()
     LAYER_BUILDERS                      # one entry per spec layer kind
@@ -40,7 +41,7 @@ def get_backend(name: str) -> ModuleType:
         raise ValueError(f"unknown framework {name!r}; choose from {', '.join(BACKEND_NAMES)}")
     if not is_installed(_MODULES[name]):
         raise FrameworkMissing(name)
-    return importlib.import_module(f"{__name__}.{name}")
+    return importlib.import_module(f"{__name__}.{name}.core")
 
 
 def available() -> list[str]:

@@ -5,12 +5,12 @@ SOURCE forms (``SOURCE_FORMS``; an unknown form is an ImportSourceError listing 
 
 - ``PREFIX-symbol.json`` with ``params=PREFIX-0000.params``: an MXNet checkpoint (Module API
   ``save_checkpoint``, Gluon ``HybridBlock.export``), read without MXNet
-  (``mxnet_checkpoint.symbol.import_symbol``);
+  (``mxnet.importer.symbol.import_symbol``);
 - ``FILE.py:FACTORY``: the model a factory function returns; an MXNet Gluon ``HybridBlock`` goes
-  through ``mxnet_checkpoint.gluon.import_block`` (needs MXNet), a Keras model through
-  ``keras_import`` (needs Keras), a PyTorch ``nn.Module`` through ``torch_import`` (needs PyTorch);
-- ``keras.applications:NAME`` (built with weights=None) and ``FILE.keras``: ``keras_import``;
-- ``torchvision:NAME`` (``torchvision.models.get_model(NAME, weights=None)``): ``torch_import``.
+  through ``mxnet.importer.gluon.import_block`` (needs MXNet), a Keras model through
+  ``keras.importer`` (needs Keras), a PyTorch ``nn.Module`` through ``torch.importer`` (needs PyTorch);
+- ``keras.applications:NAME`` (built with weights=None) and ``FILE.keras``: ``keras.importer``;
+- ``torchvision:NAME`` (``torchvision.models.get_model(NAME, weights=None)``): ``torch.importer``.
 
 Extension points: ``FACTORY_IMPORTERS`` maps the framework of a factory's model ("mxnet", "torch",
 "keras", as ``compare.native.framework_of`` names it) to an importer ``(model, input_size, output,
@@ -143,7 +143,7 @@ def _free_variables(symbol: dict, params: dict) -> tuple[list[str], list[tuple[s
     """The symbol's variables that the params file does not hold (labels aside), split into inputs
     (first operand of every node using them) and missing parameters ``(variable, node, op)`` (a later
     operand of some node: a weight the file should hold)."""
-    from .mxnet_checkpoint.params import split_prefixes
+    from .mxnet.importer.params import split_prefixes
 
     args, auxs = split_prefixes(params)
     nodes = symbol["nodes"]
@@ -163,9 +163,9 @@ def _free_variables(symbol: dict, params: dict) -> tuple[list[str], list[tuple[s
 
 
 def _import_mxnet_checkpoint(source: str, params, input_shape, output, name) -> ImportedModel:
-    from .mxnet_checkpoint import read_params
-    from .mxnet_checkpoint.source import checkpoint_counts, checkpoint_runner, input_channels
-    from .mxnet_checkpoint.symbol import import_symbol
+    from .mxnet.importer import read_params
+    from .mxnet.importer.source import checkpoint_counts, checkpoint_runner, input_channels
+    from .mxnet.importer.symbol import import_symbol
 
     symbol_path = Path(source)
     if not symbol_path.is_file():
@@ -214,8 +214,8 @@ def _first_conv_channels(model, framework: str) -> int | None:
 
 
 def _import_gluon_block(block, input_size, output, source: str) -> ImportedModel:
-    from .mxnet_checkpoint.gluon import import_block
-    from .mxnet_checkpoint.source import block_runner
+    from .mxnet.importer.gluon import import_block
+    from .mxnet.importer.source import block_runner
 
     if output is not None:
         raise ImportSourceError(f"{source!r}: --output picks an internal output of a symbol file; a Gluon block's "
@@ -236,25 +236,25 @@ def _import_gluon_block(block, input_size, output, source: str) -> ImportedModel
 
 
 def _import_keras_model(model, input_size, output, source: str) -> ImportedModel:
-    from .keras_import import import_factory_model
+    from .keras.importer import import_factory_model
 
     return import_factory_model(model, input_size, output, source)
 
 
 def _import_keras_application(app_name: str, input_size, output, name) -> ImportedModel:
-    from .keras_import import import_application
+    from .keras.importer import import_application
 
     return import_application(app_name, input_size, output, name)
 
 
 def _import_torch_module(model, input_size, output, source: str) -> ImportedModel:
-    from .torch_import.sources import import_factory_model
+    from .torch.importer.sources import import_factory_model
 
     return import_factory_model(model, input_size, output, source)
 
 
 def _import_torchvision(model_name: str, input_size, output, name) -> ImportedModel:
-    from .torch_import.sources import import_torchvision
+    from .torch.importer.sources import import_torchvision
 
     return import_torchvision(model_name, input_size, output, name)
 
@@ -317,7 +317,7 @@ def import_source(source: str, *, params=None, input_size=None, output: str | No
     if source.endswith(".keras"):
         if params is not None:
             raise ImportSourceError(f"--params applies to a symbol file, not to {source!r}")
-        from .keras_import import import_keras_file
+        from .keras.importer import import_keras_file
 
         return import_keras_file(source, input_size, output, name)
     raise _unknown(source, "not a form netparity knows")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.mxnet_checkpoint import read_params, write_params
+from ..backends.mxnet.importer import read_params, write_params
 
 
 def checkpoint_arrays(megabytes: float, seed: int = 0) -> dict[str, np.ndarray]:

@@ -162,8 +162,8 @@ def torchvision_row(name: str, frameworks, max_parameters: int) -> Row:
     import torch
     import torchvision
 
-    from ..backends.torch_import import import_model
-    from ..backends.torch_import.sources import AUXILIARY
+    from ..backends.torch.importer import import_model
+    from ..backends.torch.importer.sources import AUXILIARY
 
     models = torchvision.models
     try:
@@ -204,7 +204,7 @@ def torchvision_row(name: str, frameworks, max_parameters: int) -> Row:
 
 def keras_row(name: str, frameworks, max_parameters: int) -> Row:
     from ..backends.frameworks import import_keras
-    from ..backends.keras_import.model import import_keras_model
+    from ..backends.keras.importer.model import import_keras_model
 
     keras = import_keras()
     size = KERAS_SIZES.get(name, 32)
@@ -242,7 +242,7 @@ def _imported(row: Row, imported) -> None:
 
 RESNET50_TIMING = """
 import json, sys, time, torchvision
-from netparity.backends.torch_import import import_model
+from netparity.backends.torch.importer import import_model
 model = torchvision.models.resnet50(weights=None)
 times = []
 for _ in range(int(sys.argv[1])):
@@ -257,7 +257,7 @@ KERAS_RESNET50_TIMING = """
 import json, sys, time
 from netparity.backends.frameworks import import_keras
 keras = import_keras()
-from netparity.backends.keras_import import import_model
+from netparity.backends.keras.importer import import_model
 model = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3))
 times = []
 for _ in range(int(sys.argv[1])):
@@ -293,12 +293,12 @@ def torch_support() -> list[str]:
     import importlib
 
     from ..backends.frameworks import is_installed
-    from ..backends.torch_import.diagnostics import target_name
-    from ..backends.torch_import.functions import FUNCTION_REFUSALS, METHODS, function_table
-    from ..backends.torch_import.modules import REFUSALS, module_mappers
+    from ..backends.torch.importer.diagnostics import target_name
+    from ..backends.torch.importer.functions import FUNCTION_REFUSALS, METHODS, function_table
+    from ..backends.torch.importer.modules import REFUSALS, module_mappers
 
     # the optional classes (torchvision's, netparity's torch backend's) are mapped once they are loaded
-    for module in ("torchvision.ops.stochastic_depth", "torchvision.ops.misc", "netparity.backends.torch"):
+    for module in ("torchvision.ops.stochastic_depth", "torchvision.ops.misc", "netparity.backends.torch.core"):
         if is_installed(module.split(".")[0]):
             importlib.import_module(module)
 

@@ -614,7 +614,7 @@ def _trace_mxnet(model, x, training: bool) -> Trace:
                                                 block.register_forward_hook(post))]
     batch = mx.nd.array(x, ctx=_mxnet_context(model), dtype=np.float32)
     try:
-        from ..backends.mxnet import imperative  # the model is Gluon: mxnet is loaded already
+        from ..backends.mxnet.core import imperative  # the model is Gluon: mxnet is loaded already
 
         with imperative(model):
             if training:
@@ -1125,7 +1125,7 @@ def keras_linear():
 def _is_subsample(op) -> bool:
     """netparity's Keras backend's Subsample2D (the backend is loaded whenever it built one), or the
     same layer as a file written by ``netparity emit`` defines it (that name, a strides pair)."""
-    backend = sys.modules.get(f"{__package__.rpartition('.')[0]}.backends.keras")
+    backend = sys.modules.get(f"{__package__.rpartition('.')[0]}.backends.keras.core")
     subsample = getattr(backend, "Subsample2D", None)
     if subsample is not None and isinstance(op, subsample):
         return True

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-T = pytest.importorskip("netparity.backends.torch", reason="PyTorch is not installed (pip install torch)",
+T = pytest.importorskip("netparity.backends.torch.core", reason="PyTorch is not installed (pip install torch)",
                         exc_type=ImportError)
-K = pytest.importorskip("netparity.backends.keras",
+K = pytest.importorskip("netparity.backends.keras.core",
                         reason="Keras 3 is not installed (pip install keras tensorflow-cpu)",
                         exc_type=ImportError)
 

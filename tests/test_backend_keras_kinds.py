@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-K = pytest.importorskip("netparity.backends.keras",
+K = pytest.importorskip("netparity.backends.keras.core",
                         reason="Keras 3 is not installed (pip install 'netparity[keras]')", exc_type=ImportError)
 keras = K.keras
 

@@ -16,8 +16,8 @@ from netparity.backends.frameworks import FrameworkMissing
 # Not pytest.importorskip("mxnet"): a bare import of MXNet 1.9.1 fails on NumPy >= 1.24
 # (np.bool); the backends import it through frameworks.import_mxnet, which says what is missing.
 try:
-    tb = importlib.import_module("netparity.backends.torch")
-    mxb = importlib.import_module("netparity.backends.mxnet")
+    tb = importlib.import_module("netparity.backends.torch.core")
+    mxb = importlib.import_module("netparity.backends.mxnet.core")
 except FrameworkMissing as missing:
     pytest.skip(str(missing), allow_module_level=True)
 

@@ -20,7 +20,7 @@ from netparity.backends.frameworks import FrameworkMissing
 
 # Not pytest.importorskip("mxnet"): a bare import of MXNet 1.9.1 fails on NumPy >= 1.24 (np.bool).
 try:
-    mxb = importlib.import_module("netparity.backends.mxnet")
+    mxb = importlib.import_module("netparity.backends.mxnet.core")
 except FrameworkMissing as missing:
     pytest.skip(str(missing), allow_module_level=True)
 

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-T = pytest.importorskip("netparity.backends.torch", reason="PyTorch is not installed (pip install 'netparity[torch]')",
+T = pytest.importorskip("netparity.backends.torch.core", reason="PyTorch is not installed (pip install 'netparity[torch]')",
                         exc_type=ImportError)
 torch = T.torch
 F = torch.nn.functional

@@ -457,7 +457,7 @@ def _forward(framework: str, spec: Spec, model, x: np.ndarray) -> np.ndarray:
         import mxnet as mx
 
         return model(mx.nd.array(x)).asnumpy()
-    from netparity.backends.emit.keras import flat_layouts
+    from netparity.backends.keras.emitter import flat_layouts
 
     out = np.asarray(model(x.transpose(0, 2, 3, 1), training=False))
     if out.ndim == 4:

@@ -258,7 +258,7 @@ def test_bad_sources_are_one_line_errors(exported, tmp_path):
 
 def test_params_that_do_not_match_the_symbol(exported, tmp_path):
     """A params file with a weight of another shape, one without a weight, one cut short: one line each."""
-    from netparity.backends.mxnet_checkpoint import read_params, write_params
+    from netparity.backends.mxnet.importer import read_params, write_params
 
     arrays = read_params(exported["params"])
     conv = next(k for k in arrays if k.endswith("weight"))

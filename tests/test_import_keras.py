@@ -1,4 +1,4 @@
-"""Importing Keras 3 models (issue 11): ``backends.keras_import.import_model``.
+"""Importing Keras 3 models (issue 11): ``backends.keras.importer.import_model``.
 
 - keras.applications' CNNs (weights=None, random non-trivial BatchNorm statistics, biases and
   scales) import at a small input size; the imported spec built in PyTorch and MXNet with the
@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-K = pytest.importorskip("netparity.backends.keras",
+K = pytest.importorskip("netparity.backends.keras.core",
                         reason="Keras 3 is not installed (pip install 'netparity[keras]')", exc_type=ImportError)
 keras = K.keras
 L = keras.layers
@@ -28,7 +28,7 @@ L = keras.layers
 from netparity.backends import available, get_backend  # noqa: E402
 from netparity.backends.graph_folding import GraphError, fold_graph, leaf, merge  # noqa: E402
 from netparity.backends.importing import ImportSourceError, import_source, self_check  # noqa: E402
-from netparity.backends.keras_import import KerasImportError, import_model  # noqa: E402
+from netparity.backends.keras.importer import KerasImportError, import_model  # noqa: E402
 from netparity.spec import (AvgPool2d, BatchNorm, Branches, ConcatBranches, DenseConcat, MaxPool2d,  # noqa: E402
                             Residual, Sequence, init_weights, reference, zoo)
 from netparity.spec.layers import Block  # noqa: E402

@@ -1,4 +1,4 @@
-"""Importing PyTorch models (issue 11): ``backends.torch_import.import_model``.
+"""Importing PyTorch models (issue 11): ``backends.torch.importer.import_model``.
 
 - torchvision's CNN classification families, with random non-trivial BatchNorm statistics, import
   at a reduced input size; the imported spec built in PyTorch, MXNet and Keras with the imported
@@ -24,8 +24,8 @@ nn = torch.nn
 F = torch.nn.functional
 
 from netparity.backends import BACKEND_NAMES, available, get_backend  # noqa: E402
-from netparity.backends.torch_import import TorchImportError, import_model  # noqa: E402
-from netparity.backends.torch_import.sources import AUXILIARY  # noqa: E402
+from netparity.backends.torch.importer import TorchImportError, import_model  # noqa: E402
+from netparity.backends.torch.importer.sources import AUXILIARY  # noqa: E402
 from netparity.spec import (Branches, ConcatBranches, DenseConcat, Flatten, GlobalAvgPool, GlobalMaxPool,  # noqa: E402
                             Identity, Residual, Sequence, init_weights, zoo)
 from netparity.compare.import_coverage import randomize_statistics  # noqa: E402

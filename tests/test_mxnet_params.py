@@ -1,4 +1,4 @@
-"""The ``.params`` NDArray file in NumPy alone (backends/mxnet_checkpoint/params.py).
+"""The ``.params`` NDArray file in NumPy alone (backends/mxnet/importer/params.py).
 
 Files MXNet 1.9.1 writes read back equal and are written back byte for byte; V1 and legacy files,
 built here byte by byte from MXNet's source layout, read the same as MXNet's own loader reads them;
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from netparity.backends.frameworks import FrameworkMissing, import_mxnet
-from netparity.backends.mxnet_checkpoint import (CheckpointError, read_ndarray_file, read_params, split_prefixes,
+from netparity.backends.mxnet.importer import (CheckpointError, read_ndarray_file, read_params, split_prefixes,
                                                  write_params)
 from netparity.spec.errors import NetparityError
 

@@ -27,8 +27,8 @@ try:
 except FrameworkMissing as missing:
     pytest.skip(f"these tests write their checkpoints with MXNet: {missing}", allow_module_level=True)
 
-from netparity.backends.mxnet_checkpoint.gluon import import_block  # noqa: E402
-from netparity.backends.mxnet_checkpoint.symbol import SUPPORTED_OPS, SymbolError, import_symbol  # noqa: E402
+from netparity.backends.mxnet.importer.gluon import import_block  # noqa: E402
+from netparity.backends.mxnet.importer.symbol import SUPPORTED_OPS, SymbolError, import_symbol  # noqa: E402
 
 TOLERANCE = 1e-4  # max|a - b| / max|b|
 FRAMEWORKS = ("torch", "keras")
@@ -293,7 +293,7 @@ def test_imports_without_mxnet(every_op, every_op_imported, tmp_path):
         import sys
         sys.modules["mxnet"] = None  # import mxnet now raises ImportError
         import numpy as np
-        from netparity.backends.mxnet_checkpoint.symbol import import_symbol
+        from netparity.backends.mxnet.importer.symbol import import_symbol
         imported = import_symbol({every_op['json']!r}, {every_op['params']!r})
         assert "mxnet" not in [m for m in sys.modules if sys.modules[m] is not None]
         open({str(tmp_path / 'spec.json')!r}, "w").write(imported.spec.to_json())

@@ -20,9 +20,9 @@ from netparity.spec import (Activation, BatchNorm, Conv2d, Dense, Dropout, Flatt
                             zoo)
 
 MODULES = {
-    "torch": ("netparity.backends.torch", "PyTorch is not installed (pip install 'netparity[torch]')"),
-    "mxnet": ("netparity.backends.mxnet", "MXNet is not installed (pip install 'netparity[mxnet]')"),
-    "keras": ("netparity.backends.keras",
+    "torch": ("netparity.backends.torch.core", "PyTorch is not installed (pip install 'netparity[torch]')"),
+    "mxnet": ("netparity.backends.mxnet.core", "MXNet is not installed (pip install 'netparity[mxnet]')"),
+    "keras": ("netparity.backends.keras.core",
               "Keras 3 with TensorFlow is not installed (pip install 'netparity[keras]')"),
 }
 NAMES = tuple(MODULES)

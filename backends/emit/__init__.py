@@ -32,7 +32,7 @@ EMITTERS = ("torch", "mxnet", "keras")
 def get_emitter(framework: str) -> ModuleType:
     if framework not in EMITTERS:
         raise EmitError(f"unknown framework {framework!r}; choose from {', '.join(EMITTERS)}")
-    return importlib.import_module(f"{__name__}.{framework}")
+    return importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.{framework}.emitter")
 
 
 def emit_source(spec: Spec, framework: str) -> str:

@@ -6,8 +6,8 @@ from collections import Counter
 
 import numpy as np
 
-from ...spec.layers import Flatten, show_shape
-from ..frameworks import import_keras
+from ....spec.layers import Flatten, show_shape
+from ...frameworks import import_keras
 from .graph import Importer, KerasImportError, check_graph_model, graph_of
 from .values import FLAT, HWC_FLAT, NCHW, NHWC, Value, index_of
 
@@ -160,7 +160,7 @@ def _layer_values(imp: Importer, spec_shapes: dict[str, tuple]) -> list:
 
 
 def import_keras_model(model, input_shape=None, name: str | None = None):
-    from ..importing import ImportedModel
+    from ...importing import ImportedModel
     from .layers import CONVERTERS
 
     keras = import_keras()

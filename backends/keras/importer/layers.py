@@ -33,11 +33,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from ...spec.layers import (Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, ChannelScale, ChannelSlice, Conv2d,
+from ....spec.layers import (Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, ChannelScale, ChannelSlice, Conv2d,
                             Dense, DropPath, Dropout, Flatten, GlobalAvgPool, GlobalMaxPool, Identity, LayerNorm,
                             MaxPool2d, Normalize, Pad2d, PReLU, show_shape)
-from ...spec.pooling import avg_pool_divisor, pool_output_size
-from .. import keras as keras_backend
+from ....spec.pooling import avg_pool_divisor, pool_output_size
+from .. import core as keras_backend
 from .graph import Importer
 from .values import FLAT, HWC_FLAT, NCHW, NHWC, Value, index_of, indexed
 

@@ -25,7 +25,7 @@ torch = None  # set by _torch(): importing netparity imports no framework
 def _torch():
     global torch
     if torch is None:
-        from ..frameworks import import_torch
+        from ...frameworks import import_torch
         torch = import_torch()
     return torch
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..frameworks import import_keras
+from ...frameworks import import_keras
 from .model import import_keras_model
 
 
 def _source_error(message: str):
-    from ..importing import ImportSourceError
+    from ...importing import ImportSourceError
 
     return ImportSourceError(message)
 
@@ -61,7 +61,7 @@ def import_keras_file(path, input_size=None, output=None, name: str | None = Non
     """A ``.keras`` archive loaded with ``keras.saving.load_model(compile=False)`` (safe mode: no
     Python lambdas run). netparity's own Keras layers are registered first, so a spec built and
     saved by the keras backend loads."""
-    from .. import keras as keras_backend  # registers netparity's serializable layers
+    from .. import core as keras_backend  # registers netparity's serializable layers
 
     keras = keras_backend.keras
     path = Path(path)

@@ -36,8 +36,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ...spec.errors import NetparityError
-from ...spec.files import atomic_writer
+from ....spec.errors import NetparityError
+from ....spec.files import atomic_writer
 
 LIST_MAGIC = 0x112
 V1_MAGIC = 0xF993FAC8

@@ -35,12 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ...spec.errors import NetparityError, SpecError
-from ...spec.layers import (ACTIVATIONS, Activation, AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten,
+from ....spec.errors import NetparityError, SpecError
+from ....spec.layers import (ACTIVATIONS, Activation, AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten,
                             GlobalAvgPool, GlobalMaxPool, Layer, MaxPool2d, Normalize, PReLU, Shape, show_shape)
-from ...spec.pooling import pool_output_size
-from ..graph_folding import GraphError, GraphNode, fold_graph
-from ..importing import ImportedModel
+from ....spec.pooling import pool_output_size
+from ...graph_folding import GraphError, GraphNode, fold_graph
+from ...importing import ImportedModel
 
 SOURCE_FRAMEWORK = "mxnet"
 

@@ -18,12 +18,12 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
-from . import training
-from ..spec.layers import LAYER_KINDS
-from ..spec.pooling import avg_pool_divisor, pool_padding
-from .common import (BackendError, BuildRecord, as_input, build_tree, check_device, check_run_options,
+from .. import training
+from ...spec.layers import LAYER_KINDS
+from ...spec.pooling import avg_pool_divisor, pool_padding
+from ..common import (BackendError, BuildRecord, as_input, build_tree, check_device, check_run_options,
                      check_weights, parameter_rows, record_of, RECORD_ATTRIBUTE)
-from .frameworks import import_mxnet
+from ..frameworks import import_mxnet
 
 mx = import_mxnet()
 autograd = mx.autograd

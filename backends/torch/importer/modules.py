@@ -141,12 +141,12 @@ def _constant_pad(m, node, module, x):
 
 
 def _identity(m, node, module, x):
-    from ...spec.layers import Identity
+    from ....spec.layers import Identity
     return m.leaf(Identity(), x)
 
 
 def _channel_shuffle(m, node, module, x):
-    from ...spec.layers import ChannelShuffle
+    from ....spec.layers import ChannelShuffle
     layers.require(m, x, "channel shuffle", image=True)
     return m.leaf(ChannelShuffle(int(module.groups)), x)
 
@@ -158,7 +158,7 @@ def _channel_scale(m, node, module, x):
 
 def _normalize(m, node, module, x):
     """netparity's own Normalize (torch backend): fixed (x - mean[c]) / std[c]."""
-    from ...spec.layers import Normalize
+    from ....spec.layers import Normalize
     layers.require(m, x, "normalize")
     mean = tuple(float(v) for v in module.mean.flatten())
     std = tuple(float(v) for v in module.std.flatten())
@@ -225,7 +225,7 @@ def _optional_mappers() -> dict:
     misc = sys.modules.get("torchvision.ops.misc")
     if misc is not None:
         mappers[misc.FrozenBatchNorm2d] = _frozen_batchnorm
-    backend = sys.modules.get(__name__.rsplit(".", 2)[0] + ".torch")  # netparity.backends.torch
+    backend = sys.modules.get(__name__.rsplit(".", 3)[0] + ".torch.core")  # netparity.backends.torch.core
     if backend is not None:
         mappers.update({backend.PaddedConv2d: _padded_conv2d, backend.ChannelScale: _channel_scale,
                         backend.Normalize: _normalize, backend.DropPath: _netparity_drop_path,

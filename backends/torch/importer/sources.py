@@ -13,7 +13,7 @@ AUXILIARY = {"googlenet": dict(aux_logits=False, init_weights=True),
 
 
 def _source_error(message: str):
-    from ..importing import ImportSourceError
+    from ...importing import ImportSourceError
 
     return ImportSourceError(message)
 
@@ -71,7 +71,7 @@ def _torchvision_default_size(models, name: str) -> tuple[int | None, tuple[int,
 def import_torchvision(name: str, input_size=None, output=None, spec_name: str | None = None):
     """``torchvision.models.get_model(NAME, weights=None)``: random weights, nothing downloaded;
     at torchvision's own crop size unless ``input_size`` says otherwise."""
-    from ..frameworks import FrameworkMissing, is_installed
+    from ...frameworks import FrameworkMissing, is_installed
     from . import import_model
 
     source = f"torchvision:{name}"

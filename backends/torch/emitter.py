@@ -9,10 +9,10 @@ holds the canonical weights under the emitted attribute names.
 
 from __future__ import annotations
 
-from .modules import Dialect, LeafCode, write_classes
-from .naming import camel, pair_value
-from .plan import Child, Plan, build_plan, native_paths
-from .source import REQUIRED, EmitError, Writer, arguments, expr, format_source, load_module
+from ..emit.modules import Dialect, LeafCode, write_classes
+from ..emit.naming import camel, pair_value
+from ..emit.plan import Child, Plan, build_plan, native_paths
+from ..emit.source import REQUIRED, EmitError, Writer, arguments, expr, format_source, load_module
 
 NAME = "torch"
 FRAMEWORK = "PyTorch"

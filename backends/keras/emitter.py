@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass
 
 from ...spec.pooling import avg_pool_divisor, pool_padding
-from .naming import identifier, pair_value
-from .plan import Child, ClassPlan, Plan, build_plan, join, native_paths
-from .source import EmitError, Writer, arguments, call_arguments, class_doc, expr, format_source, load_module
+from ..emit.naming import identifier, pair_value
+from ..emit.plan import Child, ClassPlan, Plan, build_plan, join, native_paths
+from ..emit.source import EmitError, Writer, arguments, call_arguments, class_doc, expr, format_source, load_module
 
 NAME = "keras"
 FRAMEWORK = "Keras 3"
@@ -724,7 +724,7 @@ def native_keys(spec) -> dict[str, str]:
     from ..frameworks import import_keras
 
     import_keras()
-    from ..keras import KERAS_NAMES
+    from .core import KERAS_NAMES
 
     the_plan = plan(spec)
     natives = native_paths(the_plan)
@@ -744,7 +744,7 @@ def write_weights(spec, weights: dict, path, source: str | None = None) -> None:
     from ..frameworks import import_keras
 
     import_keras()  # the Keras backend's environment, or FrameworkMissing
-    from ..keras import _weight_to_keras
+    from .core import _weight_to_keras
 
     model = load_module(source or emit_source(spec)).build_model()
     layouts, _ = flat_layouts(spec)
@@ -764,7 +764,7 @@ def read_weights(spec, model) -> dict:
     from Keras' layouts by the backend's inverse conversions."""
     import numpy as np
 
-    from ..keras import _weight_to_canonical
+    from .core import _weight_to_canonical
 
     layouts, _ = flat_layouts(spec)
     rows = {r.path: r for r in spec.infer().rows}

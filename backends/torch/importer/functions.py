@@ -12,7 +12,7 @@ import inspect
 import math
 import operator
 
-from ...spec.layers import ChannelShuffle, ChannelSlice, Flatten
+from ....spec.layers import ChannelShuffle, ChannelSlice, Flatten
 from . import layers
 from .diagnostics import target_name
 from .values import (BATCH, CHANNELS_LAST, EXPANDED, GROUPED, SHUFFLED, STANDARD, Opaque, Param, Pieces, Tensor)

@@ -116,7 +116,7 @@ def _symbol_block(mx, outputs, input_name: str, values: dict, where: str):
 
 
 def _mxnet():
-    from ..frameworks import import_mxnet
+    from ...frameworks import import_mxnet
 
     return import_mxnet()  # FrameworkMissing when MXNet is absent or broken
 

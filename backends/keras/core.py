@@ -35,12 +35,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import training
-from ..spec.layers import Layer, Row
-from ..spec.pooling import adaptive_pool_matrix, avg_pool_divisor, pool_padding
-from .common import (BackendError, BuildRecord, RECORD_ATTRIBUTE, as_input, check_device, check_run_options,
+from .. import training
+from ...spec.layers import Layer, Row
+from ...spec.pooling import adaptive_pool_matrix, avg_pool_divisor, pool_padding
+from ..common import (BackendError, BuildRecord, RECORD_ATTRIBUTE, as_input, check_device, check_run_options,
                      check_weights, child_path, parameter_rows, record_of)
-from .frameworks import import_keras
+from ..frameworks import import_keras
 
 keras = import_keras()
 ops = keras.ops

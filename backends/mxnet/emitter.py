@@ -10,10 +10,10 @@ PyTorch's layouts; only some names differ (gamma, beta, alpha).
 
 from __future__ import annotations
 
-from .modules import Dialect, LeafCode, write_classes
-from .naming import camel, pair_value
-from .plan import Plan, build_plan, native_paths
-from .source import REQUIRED, EmitError, Writer, arguments, expr, format_source, load_module
+from ..emit.modules import Dialect, LeafCode, write_classes
+from ..emit.naming import camel, pair_value
+from ..emit.plan import Plan, build_plan, native_paths
+from ..emit.source import REQUIRED, EmitError, Writer, arguments, expr, format_source, load_module
 
 NAME = "mxnet"
 FRAMEWORK = "MXNet Gluon"
@@ -543,7 +543,7 @@ def native_keys(spec) -> dict[str, str]:
     from ..frameworks import import_mxnet
 
     import_mxnet()
-    from ..mxnet import NATIVE_NAMES
+    from .core import NATIVE_NAMES
 
     the_plan = plan(spec)
     natives = native_paths(the_plan)

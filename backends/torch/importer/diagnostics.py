@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...spec.errors import NetparityError
+from ....spec.errors import NetparityError
 
 
 class TorchImportError(NetparityError, ValueError):

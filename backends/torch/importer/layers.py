@@ -7,7 +7,7 @@ on that input (its layout, its rank) and returns the output ``Tensor``.
 
 from __future__ import annotations
 
-from ...spec.layers import (Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, ChannelScale, Conv2d, Dense,
+from ....spec.layers import (Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, ChannelScale, Conv2d, Dense,
                             DropPath, Dropout, Flatten, GlobalAvgPool, GlobalMaxPool, LayerNorm, MaxPool2d, Pad2d,
                             PReLU)
 from .values import CHANNELS_LAST, EXPANDED, STANDARD, Param, Tensor

@@ -22,8 +22,8 @@ import dataclasses
 
 import numpy as np
 
-from ...spec.layers import Block, Flatten, GlobalAvgPool, GlobalMaxPool, Sequence
-from ...spec.model import Spec
+from ....spec.layers import Block, Flatten, GlobalAvgPool, GlobalMaxPool, Sequence
+from ....spec.model import Spec
 from .diagnostics import NodeError, TorchImportError, describe_node
 
 SOURCE_FRAMEWORK = "torch"
@@ -33,9 +33,9 @@ def import_model(module, input_shape, name: str | None = None, source: str | Non
     """``module`` (a ``torch.nn.Module``) as an ``ImportedModel`` (spec, canonical weights, notes,
     a runner for the self-check) for per-example input ``input_shape`` (C, H, W). The module is
     traced in eval mode and left in the mode it was in."""
-    from ..frameworks import import_torch
-    from ..graph_folding import GraphError, fold_graph
-    from ..importing import ImportedModel
+    from ...frameworks import import_torch
+    from ...graph_folding import GraphError, fold_graph
+    from ...importing import ImportedModel
     from .mapping import Mapper
     from .modules import module_mappers
     from .tracing import propagate_shapes, trace
@@ -115,7 +115,7 @@ def _explain(error: NodeError, module, mappers) -> str:
 def parameter_ranks(module) -> dict[str, int]:
     """Each parameter's and buffer's position in the source's own weight order: the state_dict's,
     or, for a model a netparity backend built, the canonical order of the spec it was built from."""
-    from ..common import RECORD_ATTRIBUTE, split_key
+    from ...common import RECORD_ATTRIBUTE, split_key
 
     state = module.state_dict(keep_vars=True)
     record = getattr(module, RECORD_ATTRIBUTE, None)
@@ -187,7 +187,7 @@ def _canonical_weights(spec: Spec, paths: dict[str, str], by_node: dict) -> dict
 def fuse_global_pools(mapper) -> None:
     """A global pool that keeps (C, 1, 1) followed only by a flatten is the spec's global pool to
     (C,): ``AdaptiveAvgPool2d(1)`` + ``torch.flatten(x, 1)`` become one layer (the pool's name)."""
-    from ..graph_folding import GraphNode
+    from ...graph_folding import GraphNode
 
     consumers: dict[str, list] = {}
     for node in mapper.nodes:

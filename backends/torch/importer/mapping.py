@@ -16,8 +16,8 @@ import dataclasses
 
 import numpy as np
 
-from ...spec.errors import SpecError
-from ..graph_folding import GraphNode
+from ....spec.errors import SpecError
+from ...graph_folding import GraphNode
 from .diagnostics import NodeError, module_path, target_name
 from .values import BATCH, EXPANDED, STANDARD, Param, Pieces, Tensor
 
@@ -217,7 +217,7 @@ class Mapper:
         Linear layers do (``pool(x).view(b, c)`` -> Linear, ReLU, Linear, sigmoid -> ``.view(b, c, 1,
         1)``): the layers since the flatten are restated on (F, 1, 1) pixels, exactly: a Linear is a
         1x1 convolution there, and the flatten (or the pool's dropping of H and W) goes."""
-        from ...spec.layers import Conv2d, Dense, Flatten, GlobalAvgPool, GlobalMaxPool
+        from ....spec.layers import Conv2d, Dense, Flatten, GlobalAvgPool, GlobalMaxPool
 
         by_name = {node.name: i for i, node in enumerate(self.nodes)}
         consumers: dict[str, int] = {}
@@ -289,7 +289,7 @@ class Mapper:
         """A function call that is the only layer of its module takes the module's name:
         torchvision's LayerNorm2d at ``features.0.1`` is the layer ``features.0.1``, not
         ``features.0.1.layer_norm``."""
-        from .. graph_folding import GraphNode
+        from ... graph_folding import GraphNode
 
         names = [node.name for node in self.nodes]
         renamed = {}

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ...spec.errors import NetparityError, SpecError
-from ...spec.layers import Layer, Row, Shape, show_shape
-from ..graph_folding import GraphNode, fold_graph
+from ....spec.errors import NetparityError, SpecError
+from ....spec.layers import Layer, Row, Shape, show_shape
+from ...graph_folding import GraphNode, fold_graph
 from .values import (HWC_FLAT, INDEXED, NCHW, NHWC, Value, channel_permutation, shuffle_groups,
                      standard_layout)
 
@@ -150,7 +150,7 @@ class Importer:
         groups = shuffle_groups(found[1]) if found is not None else None
         if groups is None:
             return value
-        from ...spec.layers import ChannelShuffle
+        from ....spec.layers import ChannelShuffle
 
         base = replace(value, layout=found[0], index=None)
         return self.leaf(value.producer, ChannelShuffle(groups=groups), base, layout=found[0])

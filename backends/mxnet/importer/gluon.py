@@ -12,8 +12,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from ...spec.errors import NetparityError
-from ..frameworks import import_mxnet
+from ....spec.errors import NetparityError
+from ...frameworks import import_mxnet
 from .params import read_params
 from .symbol import SymbolError, import_symbol
 

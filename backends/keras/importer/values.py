@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ...spec.layers import Shape
+from ....spec.layers import Shape
 
 NHWC, NCHW, FLAT, HWC_FLAT, INDEXED = "NHWC", "NCHW", "FLAT", "HWC_FLAT", "INDEXED"
 IMAGE_LAYOUTS = (NHWC, NCHW)

@@ -18,11 +18,11 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from ..spec.layers import LAYER_KINDS
-from . import training
-from .common import (BackendError, BuildRecord, as_input, build_tree, check_device, check_run_options,
+from ...spec.layers import LAYER_KINDS
+from .. import training
+from ..common import (BackendError, BuildRecord, as_input, build_tree, check_device, check_run_options,
                      check_weights, parameter_rows, record_of, RECORD_ATTRIBUTE)
-from .frameworks import import_torch
+from ..frameworks import import_torch
 
 torch = import_torch()
 nn = torch.nn
