@@ -88,3 +88,11 @@ def import_keras():
         if os.environ["KERAS_BACKEND"] == "tensorflow":
             load_triton_first()
     return _import("keras", "keras")
+
+
+def import_framework(backend: str):
+    """The framework module of a backend ("torch", "mxnet", "keras"), imported the way above."""
+    importers = {"torch": import_torch, "mxnet": import_mxnet, "keras": import_keras}
+    if backend not in importers:
+        raise ValueError(f"unknown framework {backend!r}; choose from {', '.join(importers)}")
+    return importers[backend]()

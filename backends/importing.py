@@ -13,7 +13,7 @@ SOURCE forms (``SOURCE_FORMS``; an unknown form is an ImportSourceError listing 
 - ``torchvision:NAME`` (``torchvision.models.get_model(NAME, weights=None)``): ``torch.importer``.
 
 Extension points: ``FACTORY_IMPORTERS`` maps the framework of a factory's model ("mxnet", "torch",
-"keras", as ``compare.native.framework_of`` names it) to an importer ``(model, input_size, output,
+"keras", as ``backends.tracing.framework_of`` names it) to an importer ``(model, input_size, output,
 source) -> ImportedModel``, and ``PREFIXED_SOURCES`` maps a source prefix (``torchvision:``,
 ``keras.applications:``) to ``(rest, input_size, output, name) -> ImportedModel``. Each importer
 fills ``ImportedModel`` (with a ``runner`` when its framework can run the source); this module runs
@@ -208,9 +208,9 @@ def _import_mxnet_checkpoint(source: str, params, input_shape, output, name) -> 
 
 
 def _first_conv_channels(model, framework: str) -> int | None:
-    from ..compare.port import _first_conv_channels
+    from .tracing import first_conv_channels
 
-    return _first_conv_channels(model, framework)
+    return first_conv_channels(model, framework)
 
 
 def _import_gluon_block(block, input_size, output, source: str) -> ImportedModel:
@@ -268,7 +268,7 @@ PREFIXED_SOURCES: dict[str, Callable] = {"keras.applications:": _import_keras_ap
 
 
 def _import_factory(source: str, input_size, output, name) -> ImportedModel:
-    from ..compare.native import framework_of
+    from .tracing import framework_of
     from ..compare.port import load_factory
 
     model = load_factory(source)  # PortError (a NetparityError) for a bad file or factory

@@ -249,11 +249,7 @@ def measure(job: dict) -> dict:
         start = time.perf_counter()
         result = step()  # a float loss or a NumPy array: the device has finished
         times_ms.append((time.perf_counter() - start) * 1000.0)
-    extra = {}
-    if variant.backend == "keras":
-        import keras
-
-        extra["keras_backend"] = keras.backend.backend()
+    extra = backend.runtime_details()
     return {"variant": label, "mode": mode, "step_ms": times_ms, "peak_rss_mb": _peak_rss_mb(),
             "peak_rss_after_build_mb": rss_built, "device_memory_peak_mb": backend.peak_device_memory_mb(device),
             "finite": bool(np.all(np.isfinite(result))), "version": backend.version(),

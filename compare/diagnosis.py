@@ -45,8 +45,10 @@ from typing import Any
 
 import numpy as np
 
+from ..backends import BACKEND_NAMES, get_layout
+
 DEFAULT_RTOL = 1e-4
-MOMENTUM_NATIVE_INVERTED = ("mxnet", "keras", "gluon")
+FRAMEWORK_ALIASES = {"gluon": "mxnet", "pytorch": "torch"}
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -425,7 +427,9 @@ def _momentum(config: dict, framework: str | None):
     m = config.get("momentum")
     if m is None:
         return None
-    return 1 - float(m) if framework and framework.lower() in MOMENTUM_NATIVE_INVERTED else float(m)
+    name = (framework or "").lower()
+    name = FRAMEWORK_ALIASES.get(name, name)
+    return get_layout(name).momentum_to_canonical(m) if name in BACKEND_NAMES else float(m)
 
 
 def _bias_flag(config: dict):

@@ -1,6 +1,6 @@
 """Is a hand-written port the same function as its reference?
 
-``verify_port(reference, candidate)`` traces both models (``compare.native``),
+``verify_port(reference, candidate)`` traces both models (``backends.tracing``),
 pairs their parameterised layers in execution order, copies the reference's
 weights into the candidate through the canonical layout, runs both on the same
 inputs (random batches and adversarial ones: all-negative, constant, large) and
@@ -25,8 +25,9 @@ import numpy as np
 
 from ..spec import Spec, init_weights, load
 from ..spec.errors import NetparityError
-from .native import FRAMEWORKS, KINDS, NotSupported, Trace, TracedLayer, framework_of, keras_input_shape, \
-    set_canonical_weights, trace
+from ..backends import get_layout
+from ..backends.tracing import (FRAMEWORKS, KINDS, NotSupported, Trace, TracedLayer, declared_input_shape,
+                                first_conv_channels, framework_of, set_canonical_weights, trace)
 from .parity import relative_error
 
 DEFAULT_ATOL = 1e-5
@@ -152,28 +153,6 @@ def _build_spec(reference, framework: str, input_shape, seed: int):
     return model, spec
 
 
-def _first_conv_channels(model, framework: str) -> int | None:
-    """Input channels of the first conv layer, read statically (for a square input size)."""
-    try:
-        if framework == "torch":
-            nn = sys.modules["torch"].nn
-            return next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-        if framework == "mxnet":
-            nn = sys.modules["mxnet"].gluon.nn
-            stack = [model]
-            while stack:
-                block = stack.pop(0)
-                if isinstance(block, nn.Conv2D) and block.weight.shape[1]:
-                    return int(block.weight.shape[1]) * block._kwargs["num_group"]
-                stack.extend(block._children.values())
-        if framework == "keras":
-            shape = keras_input_shape(model)
-            return shape[0] if shape else None
-    except Exception:
-        return None
-    return None
-
-
 def _describe(side) -> str:
     if isinstance(side, Spec):
         return f"spec {side.name}"
@@ -192,15 +171,14 @@ def _input_shape(input_shape, natives, spec_shape):
     if spec_shape is not None:
         return tuple(spec_shape)
     for model, framework in natives:
-        if framework == "keras":
-            shape = keras_input_shape(model)
-            if shape is not None:
-                if isinstance(input_shape, int):
-                    return (shape[0], input_shape, input_shape)
-                return shape
+        shape = declared_input_shape(model, framework)
+        if shape is not None:
+            if isinstance(input_shape, int):
+                return (shape[0], input_shape, input_shape)
+            return shape
     if isinstance(input_shape, int):
         for model, framework in natives:
-            channels = _first_conv_channels(model, framework)
+            channels = first_conv_channels(model, framework)
             if channels:
                 return (channels, input_shape, input_shape)
         raise PortError(f"input size {input_shape} given, but the number of input channels cannot be read "
@@ -227,8 +205,8 @@ def _resolve(reference, candidate, input_shape, framework, seed):
         ref_framework = framework or cand_framework
         if ref_framework not in FRAMEWORKS:
             raise PortError(f"unknown framework {ref_framework!r}; choose from {', '.join(FRAMEWORKS)}")
-        if input_shape is None and cand_framework == "keras":
-            input_shape = keras_input_shape(candidate)  # the spec at the size the port was written for
+        if input_shape is None:  # the spec at the size the port was written for (a Keras model states it)
+            input_shape = declared_input_shape(candidate, cand_framework)
         reference_model, spec = _build_spec(reference, ref_framework, input_shape, seed)
         notes.append(f"reference: spec {spec.name!r} built by netparity's {ref_framework} backend with "
                      f"init_weights(seed={seed})")
@@ -469,7 +447,7 @@ def _running_stats_rel(layer_ref: TracedLayer, layer_cand: TracedLayer, before: 
     def unbiased(layer, after):
         var = after["running_var"].astype(np.float64)
         m = layer.config.get("momentum")
-        if layer.framework == "torch" or not m or batch_values < 2:
+        if get_layout(layer.framework).RUNNING_VAR_UNBIASED or not m or batch_values < 2:
             return var
         batch_var = (var - (1 - m) * before["running_var"]) / m
         return var + m * batch_var / (batch_values - 1)
@@ -620,9 +598,9 @@ def transfer_weights(source, target, input_shape=None, atol: float = DEFAULT_ATO
 def _verify(reference, ref_fw, candidate, cand_fw, shape, atol, rtol, seed, training_step, notes,
             ref_name, cand_name) -> PortReport:
     for model, framework, side in ((reference, ref_fw, "reference"), (candidate, cand_fw, "candidate")):
-        declared = keras_input_shape(model) if framework == "keras" else None
+        declared = declared_input_shape(model, framework)
         if declared is not None and tuple(declared) != tuple(shape):
-            notes = [*notes, f"the {side} Keras model declares input {declared}, checked at {tuple(shape)}"]
+            notes = [*notes, f"the {side} model declares input {declared}, checked at {tuple(shape)}"]
     inputs = make_inputs(shape, seed)
     first_kind = next(iter(inputs))
     report = PortReport(False, ref_fw, cand_fw, ref_name, cand_name, list(shape), atol, rtol, seed,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends import get_layout
 from ..spec import Spec, init_weights
 from ..spec.files import write_atomic
 from .progress import TrainingProgress
@@ -219,7 +220,7 @@ class Worker:
         if not counts:
             return
         weights = backend.get_weights(model)
-        unbiased = self.framework == "torch"
+        unbiased = get_layout(self.framework).RUNNING_VAR_UNBIASED
         backend.set_weights(model, other_variance_estimator(weights, counts, unbiased))
         _, other = evaluate(backend, model, data.test_images, data.test_labels, self.settings["batch_size"], size)
         backend.set_weights(model, weights)

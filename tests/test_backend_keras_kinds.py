@@ -467,3 +467,16 @@ def test_new_kinds_on_other_keras_backends(backend):
     assert f"({backend} " in result["version"]
     assert result["losses"] <= 1e-5 and result["weights"] <= 2e-5 and result["moved"], result
     assert result["whole_examples"] and 0.3 < result["dropped"] < 0.5, result
+
+
+def test_a_graph_deeper_than_pythons_recursion_limit_builds_and_runs():
+    """Keras walks a functional graph recursively; torchvision's efficientnet_v2_l (1091 layers)
+    exceeded Python's default limit. The backend raises the limit for the walk and restores it."""
+    depth = sys.getrecursionlimit() + 200
+    spec = Spec("deep", (1, 2, 2), tuple(Activation("silu") for _ in range(depth)))
+    limit = sys.getrecursionlimit()
+    model = K.build(spec)
+    assert sys.getrecursionlimit() == limit
+    x = np.linspace(-1, 1, 4, dtype=np.float32).reshape(1, 1, 2, 2)
+    expected = reference.forward(reference.build(spec), x)
+    np.testing.assert_allclose(K.forward(model, x), expected, rtol=1e-4, atol=1e-5)

@@ -1,6 +1,6 @@
 """verify_port / transfer_weights core: tracing native models, alignment, weight copies, verdicts.
 
-Weights move through compare.native (trace + set_canonical_weights), never through the
+Weights move through backends.tracing (trace + set_canonical_weights), never through the
 backends' set_weights, so these tests check the tracing itself on netparity-built models
 (every ordered framework pair, resnet18 and googlenet) and on hand-written ones.
 """
@@ -26,7 +26,7 @@ if set(available()) == set(FRAMEWORKS):
     torch = import_torch()
     mx = import_mxnet()
     keras = import_keras()
-    from netparity.compare.native import NotSupported, framework_of, keras_input_shape, set_canonical_weights, trace
+    from netparity.backends.tracing import NotSupported, declared_input_shape, framework_of, set_canonical_weights, trace
     from netparity.compare.port import PortError, transfer_weights, verify_command, verify_port
     from netparity.spec.errors import NetparityError
 
@@ -494,7 +494,7 @@ def _keras_nchw_input(flatten_channels_first=False, nested=False):
 def test_keras_nchw_input_through_permute_is_followed():
     for variant in ({}, {"flatten_channels_first": True}, {"nested": True}):
         candidate = _keras_nchw_input(**variant)
-        assert keras_input_shape(candidate) == (2, 6, 6)
+        assert declared_input_shape(candidate) == (2, 6, 6)
         layers = trace(candidate, np.zeros((1, 2, 6, 6), np.float32))
         assert layers[0].output.shape == (1, 4, 6, 6) and layers[-1].output.shape == (1, 5)
         report = verify_port(_torch_small(), candidate)  # the input shape read from the Keras model

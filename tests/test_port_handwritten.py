@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(set(available()) != set(FRAMEWORKS), reason="nee
 
 if set(available()) == set(FRAMEWORKS):
     from ports import handwritten, modern
-    from netparity.compare.native import set_canonical_weights, trace
+    from netparity.backends.tracing import set_canonical_weights, trace
     from netparity.compare.port import transfer_weights, verify_port
 
 @pytest.fixture(scope="module")

@@ -91,16 +91,13 @@ def convert(source: str, to: str, out_dir, *, params=None, input_size=None, outp
 
 def readme(record: dict, spec: Spec, emitter) -> str:
     c, h, w = spec.input_shape
-    layout = f"(N, {h}, {w}, {c}) NHWC" if emitter.NAME == "keras" else f"(N, {c}, {h}, {w}) NCHW"
-    load = {"torch": ["import torch", "import model", "", "net = model.build_model()",
-                      f"net.load_state_dict(torch.load({record['weights']!r}))"],
-            "mxnet": ["import model", "", "net = model.build_model()", f"net.load_parameters({record['weights']!r})"],
-            "keras": ["import model", "", "net = model.build_model()", f"net.load_weights({record['weights']!r})"]}
+    sizes = {"N": "N", "C": c, "H": h, "W": w}
+    layout = f"({', '.join(str(sizes[axis]) for axis in emitter.INPUT_LAYOUT)}) {emitter.INPUT_LAYOUT}"
     verdict = "verified" if record["ok"] else "NOT verified"
     lines = [f"# {spec.name} in {emitter.FRAMEWORK}", "",
              f"Converted by `netparity convert` from `{record['source']}` ({record['source_framework']}). "
              f"`model.py` imports only {emitter.FRAMEWORK}; `{record['weights']}` is in its own format.", "",
-             "```python", *load[emitter.NAME], "```", "",
+             "```python", *emitter.load_snippet(record["weights"]), "```", "",
              f"Input: {layout} float32.", "",
              f"## What was checked ({verdict})", "",
              f"In a fresh process, `model.py` built the model, {emitter.FRAMEWORK}'s own loader read "
@@ -118,19 +115,8 @@ def readme(record: dict, spec: Spec, emitter) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _load_native(framework: str, model, path: Path) -> None:
-    if framework == "torch":
-        import torch
-
-        model.load_state_dict(torch.load(str(path)))
-    elif framework == "mxnet":
-        model.load_parameters(str(path))
-    else:
-        model.load_weights(str(path))
-
-
 def _forward(framework: str, spec: Spec, model, x: np.ndarray) -> np.ndarray:
-    from ...compare.native import trace
+    from ..tracing import trace
 
     return np.asarray(trace(model, x, framework).output, dtype=np.float32)
 
@@ -141,19 +127,14 @@ def verify_directory(out_dir, framework: str) -> dict:
     from ...compare.parity import relative_error
     from ...compare.port import verify_port
 
-    if framework == "mxnet":
-        from ..frameworks import import_mxnet
+    from ..frameworks import import_framework
 
-        import_mxnet()
-    elif framework == "keras":
-        from ..frameworks import import_keras
-
-        import_keras()
+    import_framework(framework)  # with its traps closed (MXNet's np.bool, Keras' backend choice)
     out = Path(out_dir)
     emitter = get_emitter(framework)
     spec = Spec.load(out / "spec.json")
     model = load_module((out / "model.py").read_text(), "model").build_model()
-    _load_native(framework, model, out / f"{WEIGHTS_STEM}{emitter.WEIGHTS_SUFFIX}")
+    emitter.load_weights(model, out / f"{WEIGHTS_STEM}{emitter.WEIGHTS_SUFFIX}")
     stored = np.load(out / "check.npz")
     labels = [key.split("/", 1)[1] for key in stored.files if key.startswith("input/")]
     errors = {}

@@ -29,8 +29,10 @@ jax and torch Keras backends.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
+import sys
 from typing import Any, Callable
 
 import numpy as np
@@ -41,6 +43,7 @@ from ...spec.pooling import adaptive_pool_matrix, avg_pool_divisor, pool_padding
 from ..common import (BackendError, BuildRecord, RECORD_ATTRIBUTE, as_input, check_device, check_run_options,
                      check_weights, child_path, parameter_rows, record_of)
 from ..frameworks import import_keras
+from . import layout
 
 keras = import_keras()
 ops = keras.ops
@@ -67,6 +70,11 @@ def _backend_version() -> str:
 
 def version() -> str:
     return f"{keras.__version__} ({_backend_version()})"
+
+
+def runtime_details() -> dict:
+    """What a benchmark row records besides version() (Keras: which backend runs it)."""
+    return {"keras_backend": _backend()}
 
 
 def layer_name(path: str, suffix: str = "") -> str:
@@ -492,7 +500,7 @@ def _pad2d(layer, row, x, path, ctx):
 def _batchnorm(layer, row, x, path, ctx):
     # scale=False / center=False: Keras then creates no gamma / beta variable at all
     # (keras 3.15.1 BatchNormalization.build), which is the spec's "not a weight".
-    norm = keras.layers.BatchNormalization(axis=-1, epsilon=layer.eps, momentum=1.0 - layer.momentum,
+    norm = keras.layers.BatchNormalization(axis=-1, epsilon=layer.eps, momentum=layout.momentum_to_native(layer.momentum),
                                            scale=layer.scale, center=layer.center,
                                            name=layer_name(path), dtype=ctx.dtype)
     return ctx.main(path, norm)(x)
@@ -564,7 +572,7 @@ def _channel_scale(layer, row, x, path, ctx):
 def _normalize(layer, row, x, path, ctx):
     mean, std = (np.asarray(v, dtype=np.float64) for v in (layer.mean, layer.std))
     chw = ctx.hwc_flat(x)  # a flat input in (H, W, C) order takes its constants in that order
-    mean, std = (v if v.size == 1 else _vector_to_keras(v, chw) for v in (mean, std))
+    mean, std = (v if v.size == 1 else layout.features_to_native(v, chw) for v in (mean, std))
     return ctx.main(path, FixedNormalize(mean, std, name=layer_name(path), dtype=ctx.dtype))(x)
 
 
@@ -822,6 +830,20 @@ PRECISIONS = {"float32": "float32 throughout",
                           "float32 loss"}
 
 
+@contextlib.contextmanager
+def graph_recursion(layers: int):
+    """Keras walks a functional graph recursively (keras/src/ops/function.py ``_build_map_helper``,
+    a few frames per node), so Python's default limit of 1000 frames stops a model of a few hundred
+    layers in depth (torchvision's efficientnet_v2_l has 1091). Raise the limit for the walk, with
+    room for the frames per node, and put it back after."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(before, 8 * layers + 2000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
+
+
 def build(spec, device: str = "cpu", lockstep_dropout: bool = False, execution: str = "plain",
           precision: str = "float32") -> "keras.Model":
     """A functional, channels_last ``keras.Model`` taking (N, H, W, C) float32.
@@ -841,7 +863,8 @@ def build(spec, device: str = "cpu", lockstep_dropout: bool = False, execution: 
         x = inputs = keras.Input(shape=(h, w, c), dtype=DTYPE, name="input")
         for i, block in enumerate(spec.blocks):
             x = ctx.build(f"blocks[{i}]", block, x)
-        model = keras.Model(inputs, x, name=layer_name(spec.name) or "netparity")
+        with graph_recursion(len(record.inference.rows)):
+            model = keras.Model(inputs, x, name=layer_name(spec.name) or "netparity")
     last = f"blocks[{len(spec.blocks) - 1}]"
     record.extra["output_hwc_flat"] = record.extra["hwc_flat"].get(last)
     # A plain object: Keras' attribute tracking passes it through untouched (no layers or
@@ -878,43 +901,26 @@ def _to_keras(value: np.ndarray, hwc_flat: Chw | None) -> np.ndarray:
     return value
 
 
-def _vector_to_keras(value: np.ndarray, chw: Chw | None) -> np.ndarray:
-    if chw is None:
-        return value
-    c, h, w = chw
-    return value.reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
-
-
-def _vector_to_canonical(value: np.ndarray, chw: Chw | None) -> np.ndarray:
-    if chw is None:
-        return value
-    c, h, w = chw
-    return value.reshape(h, w, c).transpose(2, 0, 1).reshape(-1)
-
-
 # Kinds with one value per channel/feature in each weight: on a flat input in (H, W, C)
 # order those values are permuted into that order.
 PER_FEATURE_KINDS = frozenset({"batchnorm", "layernorm", "prelu", "channel_scale"})
 
 
+def _depthwise_channels(row: Row) -> int | None:
+    return row.input_shape[0] if _is_depthwise(row.layer, row.input_shape[0]) else None
+
+
 def _weight_to_keras(row: Row, name: str, value: np.ndarray, chw: Chw | None) -> np.ndarray:
-    """One canonical (PyTorch) weight of ``row`` in the layout of its Keras variable."""
+    """One canonical (PyTorch) weight of ``row`` in the layout of its Keras variable (layout.py)."""
     kind = row.kind
     if kind == "conv2d" and name == "weight":
-        if _is_depthwise(row.layer, row.input_shape[0]):
-            # (C * multiplier, 1, kh, kw) -> DepthwiseConv2D's (kh, kw, C, multiplier):
-            # PyTorch's output channel c * multiplier + m is Keras' [:, :, c, m].
-            return value.reshape(row.input_shape[0], -1, *value.shape[2:]).transpose(2, 3, 0, 1)
-        return value.transpose(2, 3, 1, 0)  # OIHW -> HWIO (grouped: (kh, kw, C/groups, out))
+        return layout.conv_kernel_to_native(value, _depthwise_channels(row))
     if kind == "dense" and name == "weight":
-        if chw is None:
-            return value.T  # (out, in) -> (in, out)
-        c, h, w = chw
-        return value.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1)
+        return layout.dense_kernel_to_native(value, chw)
     if kind == "prelu" and len(row.input_shape) == 3:
         return value.reshape(1, 1, -1)  # PReLU(shared_axes=[1, 2]) keeps alpha as (1, 1, C)
     if kind in PER_FEATURE_KINDS:  # per-feature vectors follow the input's feature order
-        return _vector_to_keras(value, chw)
+        return layout.features_to_native(value, chw)
     return value
 
 
@@ -922,32 +928,17 @@ def _weight_to_canonical(row: Row, name: str, value: np.ndarray, chw: Chw | None
     """The inverse of ``_weight_to_keras``."""
     kind = row.kind
     if kind == "conv2d" and name == "weight":
-        if _is_depthwise(row.layer, row.input_shape[0]):
-            kh, kw, c, multiplier = value.shape
-            return value.transpose(2, 3, 0, 1).reshape(c * multiplier, 1, kh, kw)
-        return value.transpose(3, 2, 0, 1)  # HWIO -> OIHW
+        return layout.conv_kernel_to_canonical(value, _depthwise_channels(row))
     if kind == "dense" and name == "weight":
-        if chw is None:
-            return value.T
-        c, h, w = chw
-        return value.reshape(h, w, c, -1).transpose(3, 2, 0, 1).reshape(-1, c * h * w)
+        return layout.dense_kernel_to_canonical(value, chw)
     if kind == "prelu" and len(row.input_shape) == 3:
         return value.reshape(-1)
     if kind in PER_FEATURE_KINDS:
-        return _vector_to_canonical(value, chw)
+        return layout.features_to_canonical(value, chw)
     return value
 
 
-# Canonical (PyTorch) parameter names -> Keras variable names, per kind.
-KERAS_NAMES = {
-    "conv2d": {"weight": "kernel", "bias": "bias"},  # Conv2D and DepthwiseConv2D alike
-    "dense": {"weight": "kernel", "bias": "bias"},
-    "batchnorm": {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-                  "running_var": "moving_variance"},
-    "layernorm": {"weight": "gamma", "bias": "beta"},
-    "prelu": {"weight": "alpha"},
-    "channel_scale": {"weight": "gamma"},
-}
+KERAS_NAMES = layout.NATIVE_NAMES
 
 
 def _variables(record: BuildRecord, row: Row, names) -> dict[str, Any]:

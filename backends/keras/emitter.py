@@ -1,6 +1,6 @@
 """Keras 3 source for a spec: the functional API, one function per block structure, channels_last.
 
-The code builds what netparity's keras backend (backends/keras.py) builds, layer for layer:
+The code builds what netparity's keras backend (backends/keras/core.py) builds, layer for layer:
 explicit padding before every 'valid' conv and pool (ZeroPadding2D, or -inf for max pools),
 BatchNormalization with PyTorch's epsilon and momentum in Keras' convention, Keras' own
 layers wherever they compute the spec's (PyTorch's) function, and the backend's small layers
@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from ...spec.pooling import avg_pool_divisor, pool_padding
+from . import layout
 from ..emit.naming import identifier, pair_value
 from ..emit.plan import Child, ClassPlan, Plan, build_plan, join, native_paths
 from ..emit.source import EmitError, Writer, arguments, call_arguments, class_doc, expr, format_source, load_module
@@ -23,6 +24,7 @@ NAME = "keras"
 FRAMEWORK = "Keras 3"
 LOAD_HINT = "model.load_weights(PATH)"
 WEIGHTS_SUFFIX = ".weights.h5"
+INPUT_LAYOUT = "NHWC"  # how the emitted model takes an image batch
 
 NOTES = {
     "pad": "explicit zero padding, then a 'valid' conv: Keras' padding='same' pads a stride-2 window "
@@ -59,13 +61,13 @@ NOTES = {
     "normalize": "mean and std in the (H, W, C) order of the flattened features",
 }
 
-# Activations with a Keras layer computing PyTorch's function (backends/keras.py NATIVE_ACTIVATIONS),
+# Activations with a Keras layer computing PyTorch's function (backends/keras/core.py NATIVE_ACTIVATIONS),
 # and those built otherwise.
 SIMPLE_ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "silu": "silu",
                       "hardsigmoid": "hard_sigmoid", "hardswish": "hard_silu", "softplus": "softplus"}
 KNOWN_ACTIVATIONS = {*SIMPLE_ACTIVATIONS, "relu6", "leaky_relu", "elu", "gelu", "softmax"}
 
-# Kinds whose flat output keeps its input's feature order (backends/keras.py ORDER_KEEPING_KINDS).
+# Kinds whose flat output keeps its input's feature order (backends/keras/core.py ORDER_KEEPING_KINDS).
 ORDER_KEEPING_KINDS = frozenset({"activation", "dropout", "drop_path", "identity", "flatten", "batchnorm",
                                  "layernorm", "prelu", "channel_scale", "normalize"})
 
@@ -126,11 +128,12 @@ def _merge_reorders(layer, children_layouts) -> list:
 
 def _hwc_order(vector, chw) -> tuple:
     """A per-feature vector of a flat input in that input's order: (C, H, W) as given, or (H, W, C)
-    after a Flatten of NHWC (backends/keras.py ``_vector_to_keras``)."""
-    if chw is None:
-        return tuple(vector)
-    c, h, w = chw
-    return tuple(vector[ci * h * w + hi * w + wi] for hi in range(h) for wi in range(w) for ci in range(c))
+    after a Flatten of NHWC (layout.py)."""
+    import numpy as np
+
+    from .layout import features_to_native
+
+    return tuple(features_to_native(np.asarray(vector), chw).tolist())
 
 
 def _zero_padding(pads) -> int | tuple:
@@ -168,7 +171,7 @@ class Lowering:
             return (), {"padding": ("padding", _zero_padding(layer.pads))}
         if kind == "batchnorm":
             return (layer.scale, layer.center), {"epsilon": ("float", layer.eps),
-                                                 "momentum": ("float", 1.0 - layer.momentum)}
+                                                 "momentum": ("float", layout.momentum_to_native(layer.momentum))}
         if kind == "layernorm":
             return (), {"epsilon": ("float", layer.eps)}
         if kind == "activation":
@@ -377,7 +380,7 @@ def _pool_arguments(f) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# Helpers re-written from backends/keras.py, emitted only where used
+# Helpers re-written from backends/keras/core.py, emitted only where used
 # ---------------------------------------------------------------------------------------
 
 NUMPY_HELPERS = frozenset({"pool_divisor", "pool_matrix", "DivisorScale", "AdaptiveAvgPool2D", "FixedNormalize"})
@@ -724,7 +727,7 @@ def native_keys(spec) -> dict[str, str]:
     from ..frameworks import import_keras
 
     import_keras()
-    from .core import KERAS_NAMES
+    from .layout import NATIVE_NAMES as KERAS_NAMES
 
     the_plan = plan(spec)
     natives = native_paths(the_plan)
@@ -782,3 +785,13 @@ def keras_value(variable):
     import keras
 
     return keras.ops.convert_to_numpy(variable.value)
+
+
+def load_weights(model, path) -> None:
+    """The emitted model's weights from its .weights.h5 file, by Keras' own loader."""
+    model.load_weights(str(path))
+
+
+def load_snippet(weights_name: str) -> list[str]:
+    """How a user loads the emitted model and its weight file (for a converted folder's README)."""
+    return ["import model", "", "net = model.build_model()", f"net.load_weights({weights_name!r})"]

@@ -24,6 +24,7 @@ from ...spec.pooling import avg_pool_divisor, pool_padding
 from ..common import (BackendError, BuildRecord, as_input, build_tree, check_device, check_run_options,
                      check_weights, parameter_rows, record_of, RECORD_ATTRIBUTE)
 from ..frameworks import import_mxnet
+from . import layout
 
 mx = import_mxnet()
 autograd = mx.autograd
@@ -35,13 +36,16 @@ FRAMEWORK = "MXNet Gluon"
 
 # Canonical (PyTorch) parameter names that Gluon spells differently: the attribute of the
 # recorded block that holds each canonical weight.
-NATIVE_NAMES = {"batchnorm": {"weight": "gamma", "bias": "beta"},
-                "layernorm": {"weight": "gamma", "bias": "beta"},
-                "prelu": {"weight": "alpha"}}
+NATIVE_NAMES = layout.NATIVE_NAMES
 
 
 def version() -> str:
     return mx.__version__
+
+
+def runtime_details() -> dict:
+    """What a benchmark row records besides version() (Keras: which backend runs it)."""
+    return {}
 
 
 class Residual(HybridBlock):
@@ -265,7 +269,7 @@ def _batchnorm(layer, row, children):
     shifts the output by 5). Neither is a canonical weight, so nothing ever sets them:
     they keep their initializers' 1 and 0 (Gluon's own gamma/beta initializers win over
     build's Xavier), and the Trainer never sees them (not trainable)."""
-    return nn.BatchNorm(axis=1, momentum=1.0 - layer.momentum, epsilon=layer.eps, center=layer.center,
+    return nn.BatchNorm(axis=1, momentum=layout.momentum_to_native(layer.momentum), epsilon=layer.eps, center=layer.center,
                         scale=layer.scale, in_channels=row.input_shape[0])
 
 

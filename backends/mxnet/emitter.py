@@ -1,6 +1,6 @@
 """MXNet Gluon source for a spec: ``HybridBlock`` classes with ``hybrid_forward``.
 
-The code builds what netparity's mxnet backend (backends/mxnet.py) builds, block for block:
+The code builds what netparity's mxnet backend (backends/mxnet/core.py) builds, block for block:
 Gluon's own layers where they compute the spec's (PyTorch's) function, given the arguments
 that make them do so (BatchNorm momentum in Gluon's convention, Dense without flattening),
 and the backend's small blocks re-written inline where they do not (ceil-mode pooling,
@@ -10,6 +10,7 @@ PyTorch's layouts; only some names differ (gamma, beta, alpha).
 
 from __future__ import annotations
 
+from . import layout
 from ..emit.modules import Dialect, LeafCode, write_classes
 from ..emit.naming import camel, pair_value
 from ..emit.plan import Plan, build_plan, native_paths
@@ -19,6 +20,7 @@ NAME = "mxnet"
 FRAMEWORK = "MXNet Gluon"
 LOAD_HINT = "net.load_parameters(PATH)"
 WEIGHTS_SUFFIX = ".params"
+INPUT_LAYOUT = "NCHW"  # how the emitted model takes an image batch
 
 NOTES = {
     "batchnorm": "Gluon's BatchNorm momentum weighs the running value: momentum=0.9 here is PyTorch's "
@@ -72,7 +74,7 @@ class Lowering:
             return (), {"padding": ("padding", layer.pads)}
         if kind == "batchnorm":
             return (layer.scale, layer.center), {
-                "momentum": ("float", 1.0 - layer.momentum), "epsilon": ("float", layer.eps),
+                "momentum": ("float", layout.momentum_to_native(layer.momentum)), "epsilon": ("float", layer.eps),
                 "in_channels": ("channels", channels)}
         if kind == "layernorm":
             return (), {"epsilon": ("float", layer.eps), "in_channels": ("channels", channels)}
@@ -229,7 +231,7 @@ def leaf_code(child) -> LeafCode:
 
 
 # ---------------------------------------------------------------------------------------
-# Helpers re-written from backends/mxnet.py, emitted only where used
+# Helpers re-written from backends/mxnet/core.py, emitted only where used
 # ---------------------------------------------------------------------------------------
 
 HELPERS = {
@@ -543,7 +545,7 @@ def native_keys(spec) -> dict[str, str]:
     from ..frameworks import import_mxnet
 
     import_mxnet()
-    from .core import NATIVE_NAMES
+    from .layout import NATIVE_NAMES
 
     the_plan = plan(spec)
     natives = native_paths(the_plan)
@@ -575,7 +577,17 @@ def write_weights(spec, weights: dict, path, source: str | None = None) -> None:
     net.save_parameters(str(path))
 
 
-def read_weights(spec, net) -> dict:
+def read_weights(spec, model) -> dict:
     """The canonical weights held by an emitted net (after ``load_parameters``), float32 copies."""
-    params = net._collect_params_with_prefix()
+    params = model._collect_params_with_prefix()
     return {key: params[native].data().asnumpy().copy() for key, native in native_keys(spec).items()}
+
+
+def load_weights(model, path) -> None:
+    """The emitted block's weights from its .params file, by Gluon's own loader."""
+    model.load_parameters(str(path))
+
+
+def load_snippet(weights_name: str) -> list[str]:
+    """How a user loads the emitted model and its weight file (for a converted folder's README)."""
+    return ["import model", "", "net = model.build_model()", f"net.load_parameters({weights_name!r})"]

@@ -36,6 +36,11 @@ def version() -> str:
     return torch.__version__
 
 
+def runtime_details() -> dict:
+    """What a benchmark row records besides version() (Keras: which backend runs it)."""
+    return {}
+
+
 class Residual(nn.Module):
     """``body(x) + shortcut(x)``, the shortcut being identity when absent."""
 

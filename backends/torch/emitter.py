@@ -1,6 +1,6 @@
 """PyTorch source for a spec: ``nn.Module`` classes with ``__init__`` and ``forward``.
 
-The code builds what netparity's torch backend (backends/torch.py) builds, layer for layer,
+The code builds what netparity's torch backend (backends/torch/core.py) builds, layer for layer,
 with its small modules re-written inline where PyTorch has none (per-side conv padding,
 LayerNorm over channels, layer scale, fixed normalisation, channel slices, stochastic depth).
 The spec's kinds are PyTorch's definitions, so the weights need no conversion: the state_dict
@@ -18,6 +18,7 @@ NAME = "torch"
 FRAMEWORK = "PyTorch"
 LOAD_HINT = "model.load_state_dict(torch.load(PATH))"
 WEIGHTS_SUFFIX = ".pt"
+INPUT_LAYOUT = "NCHW"  # how the emitted model takes an image batch
 
 
 # ---------------------------------------------------------------------------------------
@@ -173,7 +174,7 @@ def leaf_code(child: Child) -> LeafCode:
 
 
 # ---------------------------------------------------------------------------------------
-# Helpers re-written from backends/torch.py, emitted only where used
+# Helpers re-written from backends/torch/core.py, emitted only where used
 # ---------------------------------------------------------------------------------------
 
 HELPERS = {
@@ -358,3 +359,16 @@ def read_weights(spec, model) -> dict:
     """The canonical weights held by an emitted model (after ``load_state_dict``), float32 copies."""
     state = model.state_dict()
     return {key: state[native].detach().cpu().numpy().copy() for key, native in native_keys(spec).items()}
+
+
+def load_weights(model, path) -> None:
+    """The emitted model's weights from its state_dict file, by PyTorch's own loader."""
+    from ..frameworks import import_torch
+
+    model.load_state_dict(import_torch().load(str(path)))
+
+
+def load_snippet(weights_name: str) -> list[str]:
+    """How a user loads the emitted model and its weight file (for a converted folder's README)."""
+    return ["import torch", "import model", "", "net = model.build_model()",
+            f"net.load_state_dict(torch.load({weights_name!r}))"]

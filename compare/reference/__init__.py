@@ -109,11 +109,11 @@ def _check_weights(spec, weights: dict) -> None:
 def load_canonical_weights(model, framework: str, spec, weights: dict[str, np.ndarray]) -> None:
     """Write ``spec``'s canonical weights into the hand-written ``model``.
 
-    The model's parameterised layers, traced in execution order (``compare.native.trace``),
+    The model's parameterised layers, traced in execution order (``backends.tracing.trace``),
     are the spec's one to one; ``set_canonical_weights`` converts each layer's weights into the
     framework's layout (Keras: HWIO kernels, a dense layer after an (H, W, C) Flatten).
     """
-    from ..native import set_canonical_weights, trace
+    from ...backends.tracing import set_canonical_weights, trace
 
     rows = [row for row in spec.infer().leaves()
             if row.layer.parameter_shapes(row.input_shape) or row.layer.running_stat_shapes(row.input_shape)]

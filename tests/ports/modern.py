@@ -224,7 +224,7 @@ FACTORIES = {("mobile", "torch"): torch_mobile, ("mobile", "mxnet"): gluon_mobil
 def load_nontrivial(model, framework: str, seed: int) -> None:
     """Seeded weights away from the defaults, written through the canonical layout: PReLU slopes in
     (0.05, 0.5), norm scales in (0.5, 1.5) and shifts in (-0.3, 0.3), BatchNorm statistics away from 0/1."""
-    from netparity.compare.native import set_canonical_weights, trace
+    from netparity.backends.tracing import set_canonical_weights, trace
 
     rng = np.random.default_rng(seed)
     for layer in trace(model, np.zeros((1, *SHAPE), np.float32), framework):

@@ -3,7 +3,7 @@
 ``import_model(model, input_shape=None)`` reads a functional or Sequential ``keras.Model``'s
 layer graph (it runs nothing), maps each layer exactly onto spec layers, folds the graph into the
 spec's blocks (``graph_folding``) keeping Keras' layer names, and moves every variable into the
-canonical (PyTorch) layout with backends/keras.py's layout functions: conv kernels HWIO -> OIHW,
+canonical (PyTorch) layout with backends/keras/layout.py's functions: conv kernels HWIO -> OIHW,
 depthwise (kh, kw, C, m) -> (C*m, 1, kh, kw), dense (in, out) -> (out, in) with the rows of an
 NHWC Flatten put in (C, H, W) order, BatchNorm momentum as 1 - Keras' momentum. A layer that has
 no exact mapping is a ``KerasImportError`` naming it (name and class) and what is supported.
@@ -25,14 +25,17 @@ from .graph import KerasImportError
 KERAS_APPLICATIONS_PREFIX = "keras.applications:"
 
 
-def import_model(model, input_shape=None, name: str | None = None):
+def import_model(model, input_shape=None, name: str | None = None, source: str | None = None):
     """``ImportedModel`` (backends/importing.py) of a functional or Sequential Keras 3 model.
 
     ``input_shape``: None (the model's own, which must be fixed), a square size N, or (C, H, W);
-    ``name``: the spec's name (default: the model's)."""
+    ``name``: the spec's name (default: the model's); ``source``: what reports call the model."""
     from .model import import_keras_model
 
-    return import_keras_model(model, input_shape, name)
+    imported = import_keras_model(model, input_shape, name)
+    if source is not None:
+        imported.source = source
+    return imported
 
 
 def import_application(app_name: str, input_size=None, output=None, name: str | None = None):

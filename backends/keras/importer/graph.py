@@ -186,7 +186,7 @@ class Importer:
 
     @staticmethod
     def row(name: str, layer: Layer, input_shape: Shape) -> Row:
-        """A shape-inference row for the layout functions of backends/keras.py."""
+        """A shape-inference row for the layout functions of backends/keras/core.py."""
         return Row(name, layer, tuple(input_shape), (), 0, 0, 0)
 
     # -- walking -------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 ``CONVERTERS`` maps a class (matched exactly: a subclass may override ``call``) to
 ``convert(importer, layer, *call_args) -> Value``. The layout facts (kernel transposes, the
-(H, W, C) flatten order, per-feature vectors) come from backends/keras.py, the one place they
-are written, through its ``_weight_to_canonical`` / ``_vector_to_canonical`` / ``KERAS_NAMES``.
+(H, W, C) flatten order, per-feature vectors) come from backends/keras/layout.py, the one place they
+are written (through core's ``_weight_to_canonical`` for a spec row's weights).
 
 Facts read in keras 3.15's installed source (keras/src/...) that the mappings rely on:
 
@@ -38,13 +38,13 @@ from ....spec.layers import (Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm
                             MaxPool2d, Normalize, Pad2d, PReLU, show_shape)
 from ....spec.pooling import avg_pool_divisor, pool_output_size
 from .. import core as keras_backend
+from .. import layout
 from .graph import Importer
 from .values import FLAT, HWC_FLAT, NCHW, NHWC, Value, index_of, indexed
 
 keras = keras_backend.keras
 _weight_to_canonical = keras_backend._weight_to_canonical
-_vector_to_canonical = keras_backend._vector_to_canonical
-KERAS_NAMES = keras_backend.KERAS_NAMES
+KERAS_NAMES = layout.NATIVE_NAMES
 
 
 # -- small helpers ----------------------------------------------------------------------------
@@ -96,7 +96,7 @@ def _last_axis_is_channels(imp: Importer, x: Value, what: str) -> None:
 
 
 def _canonical(imp: Importer, layer, x: Value, name: str, value: np.ndarray) -> np.ndarray:
-    """A Keras variable in the canonical layout (backends/keras.py's ``_weight_to_canonical``)."""
+    """A Keras variable in the canonical layout (backends/keras/core.py's ``_weight_to_canonical``)."""
     row = imp.row(_name(imp), layer, x.shape)
     return np.ascontiguousarray(_weight_to_canonical(row, name, value, x.chw if x.layout == HWC_FLAT else None),
                                 dtype=np.float32)
@@ -120,7 +120,7 @@ def _per_channel(imp: Importer, values: np.ndarray, x: Value, what: str) -> np.n
     if values.size not in (1, channels):
         imp.refuse(f"{what} has {values.size} values for {channels} channels/features")
     if values.size > 1 and x.layout == HWC_FLAT:
-        values = _vector_to_canonical(values, x.chw)
+        values = layout.features_to_canonical(values, x.chw)
     return values
 
 
@@ -309,18 +309,12 @@ def _zero_padding2d(imp, layer, x):
 
 # -- normalisation ----------------------------------------------------------------------------
 
-def pytorch_momentum(keras_momentum: float) -> float:
-    """1 - Keras' momentum, without the binary noise of the subtraction (1 - 0.9 is
-    0.09999999999999998; momenta are short decimals), so a spec's 0.1 comes back as 0.1."""
-    return float(f"{1.0 - float(keras_momentum):.12g}")
-
-
 def _batchnorm(imp, layer, x):
     x = imp.standard(x)
     _channel_axis(imp, layer.axis, x, "batch normalisation")
     if getattr(layer, "renorm", False):
         imp.refuse("batch renormalisation (renorm=True) has no spec mapping")
-    spec = BatchNorm(eps=float(layer.epsilon), momentum=pytorch_momentum(layer.momentum), scale=bool(layer.scale),
+    spec = BatchNorm(eps=float(layer.epsilon), momentum=layout.momentum_to_canonical(layer.momentum), scale=bool(layer.scale),
                      center=bool(layer.center))
     return imp.leaf(_name(imp), spec, x, weights=_named_weights(imp, layer, spec, x))
 
@@ -806,4 +800,4 @@ def _converters() -> dict:
 
 CONVERTERS = _converters()
 
-__all__ = ["CONVERTERS", "ACTIVATIONS", "same_pads", "pytorch_momentum", "spec_activation"]
+__all__ = ["CONVERTERS", "ACTIVATIONS", "same_pads", "spec_activation"]

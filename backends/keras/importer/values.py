@@ -9,7 +9,7 @@ how the Keras tensor lays that value out:
 - ``FLAT``: flat features in the spec's order;
 - ``HWC_FLAT``: flat features of a flattened (C, H, W) image in (H, W, C) order, as Keras'
   ``Flatten`` of an NHWC tensor gives them (``chw`` says which image): a dense or batchnorm layer
-  reading them has its per-feature weights permuted (backends/keras.py's layout functions);
+  reading them has its per-feature weights permuted (backends/keras/layout.py);
 - ``INDEXED``: anything else a ``Reshape`` or ``Permute`` made: ``index`` is an array of the Keras
   tensor's per-example shape holding, for each element, the spec value's flat (C, H, W) index.
 

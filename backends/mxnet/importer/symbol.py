@@ -39,6 +39,7 @@ from ....spec.errors import NetparityError, SpecError
 from ....spec.layers import (ACTIVATIONS, Activation, AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten,
                             GlobalAvgPool, GlobalMaxPool, Layer, MaxPool2d, Normalize, PReLU, Shape, show_shape)
 from ....spec.pooling import pool_output_size
+from .. import layout
 from ...graph_folding import GraphError, GraphNode, fold_graph
 from ...importing import ImportedModel
 
@@ -324,8 +325,7 @@ def batch_norm(ctx: _Context) -> _Converted:
     eps = _float(node, "eps", 1e-3)
     momentum = _decimal(node, "momentum", "0.9")
     fix_gamma = _bool(node, "fix_gamma", FIX_GAMMA_DEFAULT)
-    # MXNet's momentum keeps that share of the running statistics; PyTorch's (the spec's) is the other part.
-    layer = BatchNorm(eps=eps, momentum=float(1 - momentum), scale=not fix_gamma)
+    layer = BatchNorm(eps=eps, momentum=layout.momentum_to_canonical(momentum), scale=not fix_gamma)
     gamma = ctx.param(1, "gamma", (channels,))
     converted = ctx.one(layer, bias=ctx.param(2, "beta", (channels,)),
                         running_mean=ctx.param(3, "moving_mean", (channels,)),

@@ -29,9 +29,9 @@ from .diagnostics import NodeError, TorchImportError, describe_node
 SOURCE_FRAMEWORK = "torch"
 
 
-def import_model(module, input_shape, name: str | None = None, source: str | None = None):
-    """``module`` (a ``torch.nn.Module``) as an ``ImportedModel`` (spec, canonical weights, notes,
-    a runner for the self-check) for per-example input ``input_shape`` (C, H, W). The module is
+def import_model(model, input_shape=None, name: str | None = None, source: str | None = None):
+    """``model`` (a ``torch.nn.Module``) as an ``ImportedModel`` (spec, canonical weights, notes,
+    a runner for the self-check) for per-example input ``input_shape`` (C, H, W). The model is
     traced in eval mode and left in the mode it was in."""
     from ...frameworks import import_torch
     from ...graph_folding import GraphError, fold_graph
@@ -41,37 +41,37 @@ def import_model(module, input_shape, name: str | None = None, source: str | Non
     from .tracing import propagate_shapes, trace
 
     torch = import_torch()
-    if not isinstance(module, torch.nn.Module):
-        raise TorchImportError(f"expected a torch.nn.Module, got {type(module).__module__}.{type(module).__name__}")
+    if not isinstance(model, torch.nn.Module):
+        raise TorchImportError(f"expected a torch.nn.Module, got {type(model).__module__}.{type(model).__name__}")
     input_shape = _check_input_shape(input_shape)
-    was_training = module.training
-    module.eval()
+    was_training = model.training
+    model.eval()
     try:
         mappers = module_mappers()
-        graph_module = trace(module, frozenset(mappers))
-        concrete = propagate_shapes(graph_module, _example(module, input_shape, torch))
-        mapper = Mapper(graph_module, input_shape, concrete, parameter_ranks(module), mappers)
+        graph_module = trace(model, frozenset(mappers))
+        concrete = propagate_shapes(graph_module, _example(model, input_shape, torch))
+        mapper = Mapper(graph_module, input_shape, concrete, parameter_ranks(model), mappers)
         try:
             mapper.run()
         except NodeError as error:
-            raise TorchImportError(_explain(error, module, mappers)) from None
+            raise TorchImportError(_explain(error, model, mappers)) from None
         fuse_global_pools(mapper)
         mapper.tidy_names()
         try:
             folded = fold_graph(mapper.nodes, mapper.input_name, mapper.output_name)
-        except GraphError as error:  # names the layer (the source module's name) where folding stops
-            raise TorchImportError(f"the traced graph of {type(module).__name__} cannot be written as the spec's "
+        except GraphError as error:  # names the layer (the source model's name) where folding stops
+            raise TorchImportError(f"the traced graph of {type(model).__name__} cannot be written as the spec's "
                                    f"blocks: {error}") from None
         blocks, paths = order_parameters(folded.blocks, folded.paths, mapper.ranks)
-        spec = Spec(name or type(module).__name__, input_shape, blocks,
-                    f"imported from PyTorch {type(module).__module__}.{type(module).__qualname__}")
+        spec = Spec(name or type(model).__name__, input_shape, blocks,
+                    f"imported from PyTorch {type(model).__module__}.{type(model).__qualname__}")
         weights = _canonical_weights(spec, paths, mapper.weights)
     finally:
-        module.train(was_training)
-    imported = ImportedModel(spec, weights, source or type(module).__name__, SOURCE_FRAMEWORK,
-                             notes=_notes(module, mapper, spec), source_counts=source_counts(module))
+        model.train(was_training)
+    imported = ImportedModel(spec, weights, source or type(model).__name__, SOURCE_FRAMEWORK,
+                             notes=_notes(model, mapper, spec), source_counts=source_counts(model))
     from .runner import TorchRunner
-    imported.runner = TorchRunner(module, graph_module, mapper)
+    imported.runner = TorchRunner(model, graph_module, mapper)
     return imported
 
 
