@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .layers import (Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Branches, ChannelScale, ChannelShuffle,
-                     ChannelSlice, ConcatBranches, Conv2d, Dense, DenseConcat, DropPath, Dropout, Flatten,
+                     ChannelSlice, ConcatBranches, Conv2d, Crop2d, Dense, DenseConcat, DropPath, Dropout, Flatten,
                      GlobalAvgPool, GlobalMaxPool, Identity, Layer, LayerNorm, MaxPool2d, Normalize, Pad2d,
                      PReLU, Residual, Sequence)
 from .model import Spec
@@ -71,6 +71,12 @@ def cases() -> list[Case]:
               ["conv2d"]),
         _case("pad2d_asymmetric", (2, 5, 6), [Pad2d((1, 2, 0, 3)), Conv2d(3, 3)], ["pad2d"]),
         _case("pad2d_symmetric", (2, 5, 5), [Pad2d(1), MaxPool2d(2)], ["pad2d"]),
+        _case("crop2d_asymmetric", (2, 7, 6), [Conv2d(3, 1), Crop2d((1, 2, 0, 3)), Conv2d(2, 2)], ["crop2d"]),
+        _case("crop2d_to_1x1", (3, 4, 5), [Crop2d((2, 1, 3, 1)), Conv2d(2, 1)], ["crop2d"]),
+        _case("crop2d_symmetric", (2, 7, 6), [Crop2d((2, 1)), Conv2d(3, 3, padding=1)], ["crop2d"]),
+        # NASNet's shift: pad after, crop before, then a strided pool sees the odd pixels
+        _case("crop2d_after_pad2d", (3, 5, 6), [Conv2d(4, 1), Pad2d((0, 1, 0, 1)), Crop2d((1, 0, 1, 0)),
+                                                AvgPool2d(1, 2)], ["crop2d", "pad2d"]),
         # pooling
         _case("maxpool_ceil_with_padding", (3, 8, 8), [MaxPool2d(3, 2, 1, ceil_mode=True)], ["maxpool2d"]),
         _case("maxpool_ceil_odd", (3, 7, 7), [MaxPool2d(2, 2, ceil_mode=True)], ["maxpool2d"]),

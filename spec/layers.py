@@ -322,6 +322,37 @@ class Pad2d(Layer):
         return f"pad2d {show_padding(self.padding)}"
 
 
+@dataclass(frozen=True)
+class Crop2d(Layer):
+    """Cropping of H and W: ``(top, bottom, left, right)`` rows and columns removed, or a
+    symmetric pair ``(vertical, horizontal)`` (Keras' Cropping2D, NASNet's reductions)."""
+
+    kind: ClassVar[str] = "crop2d"
+    crop: Pair | Pads = (0, 0)
+
+    def __post_init__(self):
+        object.__setattr__(self, "crop", padding_value(self.crop))
+
+    @property
+    def crops(self) -> Pads:
+        return four_sides(self.crop)
+
+    def check(self, path):
+        _non_negative(path, "crop2d crop", *self.crop)
+
+    def output_shape(self, shape, path):
+        _image_input(self.kind, shape, path)
+        top, bottom, left, right = self.crops
+        h, w = shape[1] - top - bottom, shape[2] - left - right
+        if h < 1 or w < 1:
+            raise SpecError(path, f"crop2d {show_padding(self.crop)} leaves {h}x{w} of the "
+                                  f"{show_pair(shape[1:])} input (at least 1x1 must remain)")
+        return (shape[0], h, w)
+
+    def describe(self):
+        return f"crop2d {show_padding(self.crop)}"
+
+
 def _norm_initial_value(name: str, shape: Shape, rng, nontrivial: bool):
     """Norm layers' gamma (``weight``) and variance around 1, beta and mean around 0."""
     import numpy as np
@@ -989,7 +1020,7 @@ class DenseConcat(Block):
 
 LAYER_KINDS: dict[str, type[Layer]] = {
     cls.kind: cls
-    for cls in (Conv2d, Pad2d, BatchNorm, LayerNorm, Activation, PReLU, ChannelScale, Normalize,
+    for cls in (Conv2d, Pad2d, Crop2d, BatchNorm, LayerNorm, Activation, PReLU, ChannelScale, Normalize,
                 MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, GlobalAvgPool, GlobalMaxPool, Flatten, Dense,
                 Dropout, DropPath, Identity, ChannelShuffle, ChannelSlice,
                 Sequence, Branches, ConcatBranches, Residual, DenseConcat)

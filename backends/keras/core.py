@@ -497,6 +497,13 @@ def _pad2d(layer, row, x, path, ctx):
     return ctx.main(path, pad)(x)
 
 
+def _crop2d(layer, row, x, path, ctx):
+    top, bottom, left, right = layer.crops
+    crop = keras.layers.Cropping2D(((top, bottom), (left, right)), data_format=DATA_FORMAT,
+                                   name=layer_name(path), dtype=ctx.dtype)
+    return ctx.main(path, crop)(x)
+
+
 def _batchnorm(layer, row, x, path, ctx):
     # scale=False / center=False: Keras then creates no gamma / beta variable at all
     # (keras 3.15.1 BatchNormalization.build), which is the spec's "not a weight".
@@ -753,6 +760,7 @@ def _dense_concat(layer, row, x, path, ctx):
 LAYER_BUILDERS: dict[str, Builder] = {
     "conv2d": _conv2d,
     "pad2d": _pad2d,
+    "crop2d": _crop2d,
     "batchnorm": _batchnorm,
     "layernorm": _layernorm,
     "activation": _activation,

@@ -329,6 +329,25 @@ class Pad2D(HybridBlock):
         return F.pad(x, mode="constant", pad_width=self.pad_width, constant_value=0.0)
 
 
+class Crop2D(HybridBlock):
+    """Rows ``top:bottom_stop`` and columns ``left:right_stop`` of an NCHW map with F.slice:
+    static bounds from the input size known at build, so it runs the same hybridized."""
+
+    def __init__(self, top: int, bottom_stop: int, left: int, right_stop: int):
+        super().__init__()
+        self.begin = (None, None, top, left)
+        self.end = (None, None, bottom_stop, right_stop)
+
+    def hybrid_forward(self, F, x):
+        return F.slice(x, begin=self.begin, end=self.end)
+
+
+def _crop2d(layer, row, children):
+    top, bottom, left, right = layer.crops
+    _, height, width = row.input_shape
+    return Crop2D(top, height - bottom, left, width - right)
+
+
 def _per_channel_shape(dims: int) -> tuple[int, ...]:
     """reshape's shape that makes a (C,) vector broadcast over axis 1 of a ``dims``-D batch."""
     return (1, -1) + (1,) * (dims - 2)
@@ -491,6 +510,7 @@ ACTIVATIONS = {
 LAYER_BUILDERS = {
     "conv2d": _conv2d,
     "pad2d": lambda layer, row, children: Pad2D(layer.pads),
+    "crop2d": _crop2d,
     "batchnorm": _batchnorm,
     "layernorm": _layernorm,
     "activation": lambda layer, row, children: ACTIVATIONS[layer.function](layer),

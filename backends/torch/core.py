@@ -168,6 +168,21 @@ class ChannelSlice(nn.Module):
         return f"channels {self.start}:{self.stop}"
 
 
+class Crop2d(nn.Module):
+    """Rows ``top:bottom_stop`` and columns ``left:right_stop`` of every map (Keras' Cropping2D):
+    the stops come from the input size known when the spec is built."""
+
+    def __init__(self, top: int, bottom_stop: int, left: int, right_stop: int):
+        super().__init__()
+        self.top, self.bottom_stop, self.left, self.right_stop = top, bottom_stop, left, right_stop
+
+    def forward(self, x):
+        return x[:, :, self.top:self.bottom_stop, self.left:self.right_stop]
+
+    def extra_repr(self) -> str:
+        return f"rows {self.top}:{self.bottom_stop}, columns {self.left}:{self.right_stop}"
+
+
 class DropPath(nn.Module):
     """Stochastic depth per example: in training each example is zeroed with probability p,
     the rest scaled by 1 / (1 - p); the identity in eval mode. It computes what torchvision's
@@ -243,6 +258,12 @@ def _pad2d(layer, row, children):
     return nn.ZeroPad2d((left, right, top, bottom))
 
 
+def _crop2d(layer, row, children):
+    top, bottom, left, right = layer.crops
+    _, height, width = row.input_shape
+    return Crop2d(top, height - bottom, left, width - right)
+
+
 def _batchnorm(layer, row, children):
     """PyTorch's BatchNorm; a gamma or beta the spec fixes (scale / center False) is no
     parameter at all: F.batch_norm takes a missing gamma as 1 and a missing beta as 0."""
@@ -271,6 +292,7 @@ def _global_pool(pool):
 LAYER_BUILDERS = {
     "conv2d": _conv2d,
     "pad2d": _pad2d,
+    "crop2d": _crop2d,
     "batchnorm": _batchnorm,
     "layernorm": _layernorm,
     "activation": lambda layer, row, children: ACTIVATIONS[layer.function](layer),

@@ -49,6 +49,12 @@ def pad2d(layer, x, run, path):
     return ad.pad(x, _image_pads(*layer.pads))
 
 
+def crop2d(layer, x, run, path):
+    top, bottom, left, right = layer.crops
+    h, w = x.shape[2], x.shape[3]
+    return ad.getitem(x, (slice(None), slice(None), slice(top, h - bottom), slice(left, w - right)))
+
+
 def dense(layer, x, run, path):
     y = x @ ad.transpose(run.param(path, "weight"), (1, 0))
     return y + run.param(path, "bias") if layer.bias else y
@@ -282,7 +288,7 @@ def dense_concat(layer, x, run, path):
 
 
 REFERENCE = {
-    "conv2d": conv2d, "pad2d": pad2d, "batchnorm": batchnorm, "layernorm": layernorm,
+    "conv2d": conv2d, "pad2d": pad2d, "crop2d": crop2d, "batchnorm": batchnorm, "layernorm": layernorm,
     "activation": activation, "prelu": prelu, "channel_scale": channel_scale, "normalize": normalize,
     "maxpool2d": maxpool2d, "avgpool2d": avgpool2d, "adaptive_avgpool2d": adaptive_avgpool2d,
     "global_avgpool": global_avgpool, "global_maxpool": global_maxpool, "flatten": flatten, "dense": dense,
