@@ -209,6 +209,31 @@ def handwritten_pairs(bench: dict) -> list[dict]:
     return pairs
 
 
+def emitted_pairs(bench: dict) -> list[dict]:
+    """Per framework, mode and precision with an ``X[emitted]`` row: it against ``X[built]`` (the
+    backend-built model under the same step functions: like for like), else against the plain ``X``
+    row (whose step is the backend's own train_step/forward). Each pair: framework, mode, precision,
+    emitted, built (the entry it is compared with, or None), ratio (images/s of emitted / images/s of
+    built), ok (ratio >= HANDWRITTEN_TOLERANCE) and within_noise."""
+    pairs = []
+    results = _ordered(bench)
+    for emitted in results:
+        if _fast_mode(emitted) != "emitted":
+            continue
+        framework, mode, precision = _framework(emitted), emitted["mode"], _precision(emitted)
+        same = [e for e in results if _framework(e) == framework and e["mode"] == mode and _precision(e) == precision]
+        built = next((e for e in same if _fast_mode(e) == "built"), None) or \
+            next((e for e in same if _fast_mode(e) == "plain"), None)
+        ratio = ok = noise = None
+        if built is not None and _measured(built) and _measured(emitted) and built["images_per_s"] > 0:
+            ratio = emitted["images_per_s"] / built["images_per_s"]
+            ok = ratio >= HANDWRITTEN_TOLERANCE
+            noise = _within_noise(emitted, built, ratio)
+        pairs.append({"framework": framework, "mode": mode, "precision": precision, "emitted": emitted,
+                      "built": built, "ratio": ratio, "ok": ok, "within_noise": noise})
+    return pairs
+
+
 # --- the chart ------------------------------------------------------------------------------------------------
 
 
@@ -430,6 +455,12 @@ def _glance_section(bench: dict) -> list[Block]:
                 + ("" if p["ok"] else f" (✗ more than {_tolerance()} slower)")
                 for p in compared]
         parts.append(f"Spec-built against hand-written (images/s ratio): {', '.join(each)}. ")
+    emitted = [p for p in emitted_pairs(bench) if p["ratio"] is not None]
+    if emitted:
+        each = [f"{p['emitted']['variant']} / {p['built']['variant']} {p['mode']} {_ratio(p['ratio'])}"
+                + ("" if p["ok"] else f" (✗ more than {_tolerance()} slower)")
+                for p in emitted]
+        parts.append(f"Emitted code against the backend-built model (images/s ratio): {', '.join(each)}. ")
     failed = [f"{e['variant']} {e['mode']}" for e in results if not _measured(e)]
     partial = [f"{e['variant']} {e['mode']}" for e in results if e["status"] == "partial"]
     if failed:
@@ -683,7 +714,7 @@ def zoo_summary(reports: list[dict]) -> str:
 
 
 __all__ = ["BenchError", "load_bench", "write_bench_report", "zoo_summary", "plot_bench", "bench_figure",
-           "handwritten_pairs", "build_blocks"]
+           "handwritten_pairs", "emitted_pairs", "build_blocks"]
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ class Variant:
     handwritten: bool = False
     when: str = "always"
     emitted: bool = False  # the source `netparity emit` writes, run as hand-written code
+    stepped_by_hand: bool = False  # the backend-built model, stepped as the emitted/hand-written code is
 
     @property
     def mode(self) -> str:
@@ -74,12 +75,16 @@ VARIANTS = _variants(
             handwritten=True, when="reference"),
     Variant("torch[emitted]", "torch", "the PyTorch source `netparity emit` writes, stepped as the hand-written "
             "models are", emitted=True, when="named"),
+    Variant("torch[built]", "torch", "the model netparity's backend builds, stepped as the emitted and hand-written "
+            "models are (like for like with torch[emitted])", stepped_by_hand=True, when="named"),
     Variant("mxnet", "mxnet", "imperative Gluon"),
     Variant("mxnet[hybrid]", "mxnet", "hybridize(static_alloc, static_shape)", execution="hybrid"),
     Variant("mxnet[handwritten]", "mxnet", "the model written by hand in Gluon (compare/reference)",
             handwritten=True, when="reference"),
     Variant("mxnet[emitted]", "mxnet", "the Gluon source `netparity emit` writes, stepped as the hand-written "
             "models are", emitted=True, when="named"),
+    Variant("mxnet[built]", "mxnet", "the model netparity's backend builds, stepped as the emitted and hand-written "
+            "models are (like for like with mxnet[emitted])", stepped_by_hand=True, when="named"),
     Variant("keras", "keras", "Keras 3 on its configured backend (KERAS_BACKEND, tensorflow by default)"),
     Variant("keras[tensorflow]", "keras", "Keras 3 on TensorFlow", keras_backend="tensorflow", when="named"),
     Variant("keras[xla]", "keras", "TensorFlow with jit_compile=True", execution="xla",
@@ -91,6 +96,8 @@ VARIANTS = _variants(
             handwritten=True, when="reference"),
     Variant("keras[emitted]", "keras", "the Keras source `netparity emit` writes, stepped as the hand-written "
             "models are", emitted=True, when="named"),
+    Variant("keras[built]", "keras", "the model netparity's backend builds, stepped as the emitted and hand-written "
+            "models are (like for like with keras[emitted])", stepped_by_hand=True, when="named"),
 )
 """Every variant, each backend's plain one first. Fast modes, mixed precision and the
 hand-written references are rows of their own, never instead of the plain row."""
@@ -177,15 +184,27 @@ def _emitted_step(variant: Variant, spec, mode: str, device: str, x, y):
     """The step of the code ``netparity emit`` writes for ``spec``, built by its ``build_model()``
     and stepped by compare/reference's framework functions, exactly as the hand-written models
     are (the NumPy batch converted inside every step)."""
-    import importlib
-
     from ..backends.emit import emit_source
     from ..backends.emit.source import load_module
 
     if device != "cpu":
         raise VariantFailed(f"{variant.label}: the emitted code's bench step runs on the CPU only")
+    return _stepped_by_hand(variant, load_module(emit_source(spec, variant.backend)).build_model(), mode, x, y)
+
+
+def _built_step(variant: Variant, backend, spec, mode: str, device: str, x, y):
+    """The backend-built model under the emitted rows' step functions: the comparison with
+    ``[emitted]`` is then of the two models' code alone, not of two training loops (the backend's
+    train_step also reconciles SGD semantics and records what the parity checks need)."""
+    if device != "cpu":
+        raise VariantFailed(f"{variant.label}: the hand-stepped rows run on the CPU only")
+    return _stepped_by_hand(variant, backend.build(spec), mode, x, y)
+
+
+def _stepped_by_hand(variant: Variant, model, mode: str, x, y):
+    import importlib
+
     steps = importlib.import_module(f"{__package__}.reference.{variant.backend}")
-    model = load_module(emit_source(spec, variant.backend)).build_model()
     if mode == "train":
         train = steps.make_train_step(model, LR, MOMENTUM, 0.0)
         return lambda: train(steps.native_batch(x), y)
@@ -226,6 +245,8 @@ def measure(job: dict) -> dict:
         step = _handwritten_step(variant, model_name, job.get("input_size"), mode, device, x, y)
     elif variant.emitted:
         step = _emitted_step(variant, spec, mode, device, x, y)
+    elif variant.stepped_by_hand:
+        step = _built_step(variant, backend, spec, mode, device, x, y)
     else:
         # Each framework's own initial weights, like the hand-written rows: the values do not change
         # the cost of a float32 step, but on MXNet copying weights in from the host (set_weights,

@@ -357,11 +357,17 @@ def test_bench_times_the_emitted_code_as_its_own_row():
     _needs("torch")
     from netparity.compare.bench import run_bench
 
-    report = run_bench("lenet_bn", ["torch", "torch[emitted]"], "infer", measure_ceiling=False, fast=False,
-                       batch_size=8, steps=2, warmup=1, repeats=1)
+    from netparity.compare.bench_report import emitted_pairs
+
+    report = run_bench("lenet_bn", ["torch", "torch[built]", "torch[emitted]"], "infer", measure_ceiling=False,
+                       fast=False, batch_size=8, steps=2, warmup=1, repeats=1)
     rows = {entry["variant"]: entry for entry in report["results"]}
-    assert rows["torch[emitted]"]["status"] == "ok", rows["torch[emitted]"]
-    assert rows["torch"]["status"] == "ok"
+    for label in ("torch", "torch[built]", "torch[emitted]"):
+        assert rows[label]["status"] == "ok", rows[label]
+    # like for like: the emitted row is compared with the backend-built model under the same steps
+    (pair,) = emitted_pairs(report)
+    assert pair["built"]["variant"] == "torch[built]" and pair["emitted"]["variant"] == "torch[emitted]"
+    assert pair["ratio"] == pytest.approx(rows["torch[emitted]"]["images_per_s"] / rows["torch[built]"]["images_per_s"])
 
 
 # ---------------------------------------------------------------------------------------
