@@ -29,7 +29,8 @@ from netparity.compare.lockstep import draw_dropout_masks  # noqa: E402
 from netparity.spec import init_weights  # noqa: E402
 from netparity.spec.layers import (Activation, BatchNorm, Branches, ChannelScale, ChannelShuffle,  # noqa: E402
                                    ChannelSlice, Conv2d, Dense, DropPath, Dropout, Flatten, GlobalAvgPool,
-                                   GlobalMaxPool, Identity, LayerNorm, Normalize, Pad2d, PReLU, Sequence)
+                                   GlobalMaxPool, Identity, LayerNorm, Normalize, Pad2d, PReLU, Residual,
+                                   Sequence)
 from netparity.spec.model import Spec  # noqa: E402
 
 BATCH = 3
@@ -497,3 +498,75 @@ def test_every_new_kind_trains_hybridized():
     """The same steps through one cached graph (execution="hybrid"), with dropout and drop_path
     at p = 0 since a hybridized model draws its own masks."""
     check_training_agrees(importlib.import_module("netparity.spec.reference"), drop=0.0, execution="hybrid")
+
+
+# ---------------------------------------------------------------------------------------
+# A gradient cycle in MXNet 1.9.1's hybridized graphs (issue 13)
+# ---------------------------------------------------------------------------------------
+
+def five_flat_branches_spec() -> Spec:
+    """Five concatenated branches that each begin with a flatten: MXNet's common-subexpression
+    elimination merges the five flattens into one tensor with 8 consumers, one of them a
+    residual add, another a PReLU. With ``+`` for the residual, building the hybridized
+    graph failed with "control dep not found in graph" (backends/mxnet/core.py Residual)."""
+    return Spec("five_flat_branches", (2, 3, 3), (
+        Branches(branches=(
+            Sequence(layers=(Flatten(), ChannelSlice(1, 5))),
+            Sequence(layers=(Flatten(), Residual(body=Sequence(layers=(Dense(18),))))),
+            Sequence(layers=(Flatten(), PReLU())),
+            Sequence(layers=(Flatten(), Branches(branches=(Identity(), Sequence(layers=(
+                Dense(18), Activation("sigmoid")))), merge="mul"))),
+            Sequence(layers=(Flatten(), Dense(3))),
+        ), merge="concat"),
+        Dense(4),
+    ))
+
+
+def test_five_flat_branches_with_a_residual_run_hybridized():
+    """The hybridized model computes what the imperative one does, forward and one SGD step
+    (which differentiates through the cached graph)."""
+    spec = five_flat_branches_spec()
+    weights = init_weights(spec, seed=5)
+    x = np.random.default_rng(6).standard_normal((BATCH, *spec.input_shape)).astype(np.float32)
+    y = np.arange(BATCH) % 4
+    results = {}
+    for execution in ("plain", "hybrid"):
+        model = mxb.build(spec, execution=execution)
+        mxb.set_weights(model, weights)
+        out = mxb.forward(model, x)
+        optimizer = mxb.make_optimizer(model, lr=0.1, momentum=0.9)
+        loss = mxb.train_step(model, optimizer, x, y)
+        results[execution] = out, loss, mxb.get_weights(model)
+    (out, loss, after), (hybrid_out, hybrid_loss, hybrid_after) = results["plain"], results["hybrid"]
+    assert rel(hybrid_out, out) <= 1e-6 and abs(hybrid_loss - loss) <= 1e-6 * abs(loss)
+    for key in after:
+        assert rel(hybrid_after[key], after[key]) <= 1e-6, key
+
+
+def test_emitted_five_flat_branches_run_hybridized(tmp_path):
+    """The same spec's emitted Gluon code, hybridized, with the weight file the emitter
+    writes: the backend's outputs and input gradient (through the cached graph)."""
+    from netparity.backends.emit import get_emitter
+    from netparity.backends.emit.source import load_module
+
+    emitter = get_emitter("mxnet")
+    spec = five_flat_branches_spec()
+    weights = init_weights(spec, seed=5)
+    source = emitter.emit_source(spec)
+    assert "return F.broadcast_add(out, x)" in source and "return out + x" not in source
+    emitter.write_weights(spec, weights, tmp_path / "five.params", source)
+    model = load_module(source).build_model()
+    model.load_parameters(str(tmp_path / "five.params"))
+    model.hybridize()
+    reference = mxb.build(spec)
+    mxb.set_weights(reference, weights)
+    x = np.random.default_rng(6).standard_normal((BATCH, *spec.input_shape)).astype(np.float32)
+    upstream = np.random.default_rng(7).standard_normal((BATCH, 4)).astype(np.float32)
+    mx = mxb.mx
+    data = mx.nd.array(x)
+    data.attach_grad()
+    with mx.autograd.record(train_mode=False):
+        out = model(data)
+    out.backward(mx.nd.array(upstream), train_mode=False)
+    assert rel(out.asnumpy(), mxb.forward(reference, x)) <= 1e-6
+    assert rel(data.grad.asnumpy(), mxb.input_gradient(reference, x, upstream)) <= 1e-6

@@ -45,6 +45,10 @@ class Dialect:
     def merge(self, merge: str, branches: list[str], out: Writer) -> str:
         raise NotImplementedError
 
+    def add(self, value: str, shortcut: str, out: Writer) -> str:
+        """A residual block's sum."""
+        return f"{value} + {shortcut}"
+
 
 def call_ctor(child: Child) -> str:
     """``ClassName(args)``: leading channel counts positional, the rest by keyword."""
@@ -129,12 +133,12 @@ def write_forward(dialect: Dialect, cls: ClassPlan, out: Writer) -> None:
                 out.line(f"out = {step}")
                 value = "out"
         if cls.shortcut is None:
-            out.line(f"return {value} + x")
+            out.line(f"return {dialect.add(value, 'x', out)}")
         elif cls.shortcut_flag:
             out.line("shortcut = x if self.shortcut is None else self.shortcut(x)")
-            out.line(f"return {value} + shortcut")
+            out.line(f"return {dialect.add(value, 'shortcut', out)}")
         else:
-            out.line(f"return {value} + self.shortcut(x)")
+            out.line(f"return {dialect.add(value, 'self.shortcut(x)', out)}")
     else:
         branches = [apply(dialect, child, "x") or "x" for child in cls.children]
         out.line(f"return {dialect.merge(cls.merge, branches, out)}")

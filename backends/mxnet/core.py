@@ -49,7 +49,18 @@ def runtime_details() -> dict:
 
 
 class Residual(HybridBlock):
-    """``body(x) + shortcut(x)``, the shortcut being identity when absent."""
+    """``body(x) + shortcut(x)``, the shortcut being identity when absent.
+
+    broadcast_add, not ``+``: on Symbols ``+`` is elemwise_add, whose gradient (CloneGradient)
+    hands its output's gradient node on unchanged instead of making a node of its own. When
+    a tensor collects 8 or more gradients (MXNET_EXEC_INPLACE_GRAD_SUM_CAP), MXNet 1.9.1's
+    AggregateGradient sums them in a chain and gives each summand's node a control
+    dependency on the sum before it; a summand that is that handed-on node (say the
+    backward of a concat) is then an ancestor of the sum it waits for, a cycle, and building
+    the hybridized graph fails with "control dep not found in graph" (measured: five
+    concatenated branches after one flatten, where MXNet's common-subexpression elimination
+    merges the five flattens into one tensor with >= 8 consumers, one branch a residual).
+    broadcast_add's backward is a node of its own: same values, bitwise, and no cycle."""
 
     def __init__(self, body, shortcut=None):
         super().__init__()
@@ -57,7 +68,7 @@ class Residual(HybridBlock):
         self.shortcut = shortcut
 
     def hybrid_forward(self, F, x):
-        return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
+        return F.broadcast_add(self.body(x), x if self.shortcut is None else self.shortcut(x))
 
 
 def concat_channels(F, *parts):

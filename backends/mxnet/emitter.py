@@ -37,6 +37,9 @@ NOTES = {
                 "a (N, C, 1, 1) gate against (N, C, H, W)",
     "concat": "F.identity after F.concat: without it MXNet 1.9.1 dies (SIGFPE) computing the input "
               "gradient of a concatenation that a grouped or depthwise conv reads",
+    "residual": "broadcast_add, not +: + is elemwise_add, whose backward reuses its output's gradient "
+                "node; where a tensor collects 8 or more gradients, MXNet 1.9.1 then builds a cycle and "
+                "hybridizing fails ('control dep not found in graph')",
 }
 
 
@@ -490,6 +493,10 @@ class GluonDialect(Dialect):
         for branch in branches[1:]:
             value = f"{join}({value}, {branch})"
         return value
+
+    def add(self, value, shortcut, out):
+        out.note(NOTES["residual"])
+        return f"F.broadcast_add({value}, {shortcut})"
 
 
 def class_name(base: str) -> str:

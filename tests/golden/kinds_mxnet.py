@@ -281,7 +281,10 @@ class ResidualBlock(nn.HybridBlock):
         out = self.gelu(out)
         out = self.layer_scale(out)
         out = self.drop_path(out)
-        return out + x
+        # broadcast_add, not +: + is elemwise_add, whose backward reuses its output's gradient node;
+        # where a tensor collects 8 or more gradients, MXNet 1.9.1 then builds a cycle and
+        # hybridizing fails ('control dep not found in graph')
+        return F.broadcast_add(out, x)
 
 
 class ConcatBlock(nn.HybridBlock):
@@ -358,7 +361,7 @@ class ResidualBlock2(nn.HybridBlock):
         out = self.conv2(out)
         out = self.bn2(out)
         shortcut = x if self.shortcut is None else self.shortcut(x)
-        return out + shortcut
+        return F.broadcast_add(out, shortcut)
 
 
 class SumBlock2(nn.HybridBlock):
@@ -413,7 +416,7 @@ class ResidualBlock3(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):
         out = self.fc(x)
-        return out + x
+        return F.broadcast_add(out, x)
 
 
 class Branch(nn.HybridBlock):

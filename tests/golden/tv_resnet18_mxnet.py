@@ -88,7 +88,10 @@ class ResidualBlock(nn.HybridBlock):
         out = self.conv2(out)
         out = self.bn2(out)
         shortcut = x if self.shortcut is None else self.shortcut(x)
-        return out + shortcut
+        # broadcast_add, not +: + is elemwise_add, whose backward reuses its output's gradient node;
+        # where a tensor collects 8 or more gradients, MXNet 1.9.1 then builds a cycle and
+        # hybridizing fails ('control dep not found in graph')
+        return F.broadcast_add(out, shortcut)
 
 
 class Stage(nn.HybridBlock):
