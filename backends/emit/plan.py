@@ -45,7 +45,7 @@ _CHANNEL_HINTS = frozenset({"in_channels", "out_channels", "num_features", "in_f
 
 # Attribute bases of leaves that have no spec name.
 LEAF_BASES = {
-    "conv2d": "conv", "pad2d": "pad", "batchnorm": "bn", "layernorm": "norm", "prelu": "prelu",
+    "conv2d": "conv", "pad2d": "pad", "crop2d": "crop", "batchnorm": "bn", "layernorm": "norm", "prelu": "prelu",
     "channel_scale": "layer_scale", "normalize": "normalize", "maxpool2d": "maxpool", "avgpool2d": "avgpool",
     "adaptive_avgpool2d": "avgpool", "global_avgpool": "avgpool", "global_maxpool": "maxpool",
     "flatten": "flatten", "dense": "fc", "dropout": "dropout", "drop_path": "drop_path", "identity": "identity",

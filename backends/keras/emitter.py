@@ -169,6 +169,8 @@ class Lowering:
             return (depthwise, subsample), facts
         if kind == "pad2d":
             return (), {"padding": ("padding", _zero_padding(layer.pads))}
+        if kind == "crop2d":
+            return (), {"cropping": ("padding", _zero_padding(layer.crops))}
         if kind == "batchnorm":
             return (layer.scale, layer.center), {"epsilon": ("float", layer.eps),
                                                  "momentum": ("float", layout.momentum_to_native(layer.momentum))}
@@ -295,6 +297,8 @@ def leaf_steps(child: Child) -> list[Step]:
         return steps
     if kind == "pad2d":
         return [Step("layers.ZeroPadding2D", expr(f["padding"]))]
+    if kind == "crop2d":
+        return [Step("layers.Cropping2D", expr(f["cropping"]))]
     if kind == "batchnorm":
         scale, center = key
         extra = ([] if scale else ["scale=False"]) + ([] if center else ["center=False"])
@@ -395,11 +399,13 @@ def chw_order(x, chw, name):
     return layers.Flatten(name=f"{name}_flat")(x)
 ''',
     "ConstantPad2D": '''
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class ConstantPad2D(layers.Layer):
     """Pads H and W of an NHWC tensor with a constant (ZeroPadding2D's padding argument)."""
 
     def __init__(self, padding, value, **kwargs):
         super().__init__(**kwargs)
+        self.padding = padding
         if isinstance(padding, int):
             padding = (padding, padding)
         if isinstance(padding[0], int):
@@ -409,6 +415,9 @@ class ConstantPad2D(layers.Layer):
 
     def call(self, x):
         return ops.pad(x, self.pads, mode="constant", constant_values=self.value)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "value": self.value}
 ''',
     "pool_divisor": '''
 def pool_divisor(size, kernel, stride, padding, ceil_mode, count_include_pad):
@@ -424,12 +433,15 @@ def pool_divisor(size, kernel, stride, padding, ceil_mode, count_include_pad):
     return (np.minimum(end, size) - np.maximum(start, 0)).astype(np.float64)
 ''',
     "DivisorScale": '''
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class DivisorScale(layers.Layer):
     """A 'valid' average pool's output (divided by the window area) rescaled to PyTorch's
     per-window divisor; a constant, not a weight."""
 
     def __init__(self, size, kernel, stride, padding, ceil_mode, count_include_pad, **kwargs):
         super().__init__(**kwargs)
+        self.geometry = dict(size=size, kernel=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                             count_include_pad=count_include_pad)
         geometry = [(size[i], kernel[i], stride[i], padding[i]) for i in range(2)]
         rows, cols = (pool_divisor(*g, ceil_mode, count_include_pad) for g in geometry)
         scale = kernel[0] * kernel[1] / np.outer(rows, cols)
@@ -437,6 +449,9 @@ class DivisorScale(layers.Layer):
 
     def call(self, x):
         return x * ops.convert_to_tensor(self.scale, dtype=x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), **self.geometry}
 ''',
     "pool_matrix": '''
 def pool_matrix(size, out):
@@ -449,6 +464,7 @@ def pool_matrix(size, out):
     return matrix
 ''',
     "AdaptiveAvgPool2D": '''
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class AdaptiveAvgPool2D(layers.Layer):
     """PyTorch's adaptive average pool on NHWC, as the fixed linear map it is (Keras has none)."""
 
@@ -463,8 +479,12 @@ class AdaptiveAvgPool2D(layers.Layer):
     def call(self, x):
         x = ops.einsum("ih,nhwc->niwc", ops.convert_to_tensor(self.rows, dtype=x.dtype), x)
         return ops.einsum("jw,niwc->nijc", ops.convert_to_tensor(self.cols, dtype=x.dtype), x)
+
+    def get_config(self):
+        return {**super().get_config(), "output_size": self.output_size}
 ''',
     "Subsample2D": '''
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class Subsample2D(layers.Layer):
     """Every stride-th row and column of an NHWC tensor, from the first."""
 
@@ -474,8 +494,12 @@ class Subsample2D(layers.Layer):
 
     def call(self, x):
         return x[:, :: self.strides[0], :: self.strides[1], :]
+
+    def get_config(self):
+        return {**super().get_config(), "strides": self.strides}
 ''',
     "SignedLeakyReLU": '''
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class SignedLeakyReLU(layers.Layer):
     """PyTorch's leaky_relu for a negative slope (Keras' LeakyReLU refuses one)."""
 
@@ -485,8 +509,12 @@ class SignedLeakyReLU(layers.Layer):
 
     def call(self, x):
         return ops.relu(x) - ops.cast(self.negative_slope, x.dtype) * ops.relu(-x)
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
 ''',
     "GELU": '''
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class GELU(layers.Layer):
     """GELU with its approximation explicit: Keras' activations.gelu defaults to the exact
     one, ops.gelu to the tanh one."""
@@ -497,8 +525,12 @@ class GELU(layers.Layer):
 
     def call(self, x):
         return ops.gelu(x, approximate=self.approximate)
+
+    def get_config(self):
+        return {**super().get_config(), "approximate": self.approximate}
 ''',
     "ChannelScale": '''
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class ChannelScale(layers.Layer):
     """x * gamma, a learned multiplier per channel (the last axis): ConvNeXt's layer scale."""
 
@@ -509,6 +541,7 @@ class ChannelScale(layers.Layer):
         return x * ops.cast(self.gamma, x.dtype)
 ''',
     "FixedNormalize": '''
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class FixedNormalize(layers.Layer):
     """(x - mean) / std over the last axis: constants, not weights (one value, or one each)."""
 
@@ -520,8 +553,12 @@ class FixedNormalize(layers.Layer):
     def call(self, x):
         mean = ops.convert_to_tensor(self.mean, dtype=x.dtype)
         return (x - mean) / ops.convert_to_tensor(self.std, dtype=x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean.tolist(), "std": self.std.tolist()}
 ''',
     "ChannelSlice": '''
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class ChannelSlice(layers.Layer):
     """Channels (the last axis) start:stop, ShuffleNetV2's split."""
 
@@ -531,6 +568,9 @@ class ChannelSlice(layers.Layer):
 
     def call(self, x):
         return x[..., self.start : self.stop]
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
 ''',
 }
 

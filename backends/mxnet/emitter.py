@@ -75,6 +75,8 @@ class Lowering:
             return symmetric, facts
         if kind == "pad2d":
             return (), {"padding": ("padding", layer.pads)}
+        if kind == "crop2d":
+            return (), {"crop": ("padding", layer.crops)}
         if kind == "batchnorm":
             return (layer.scale, layer.center), {
                 "momentum": ("float", layout.momentum_to_native(layer.momentum)), "epsilon": ("float", layer.eps),
@@ -153,6 +155,8 @@ def leaf_code(child) -> LeafCode:
         return LeafCode(f"PaddedConv2D({expr(f['pads'])}, {conv})", helpers=("PaddedConv2D",))
     if kind == "pad2d":
         return LeafCode(f"Pad2D({expr(f['padding'])})", helpers=("Pad2D",))
+    if kind == "crop2d":
+        return LeafCode(f"Crop2D({expr(f['crop'])})", helpers=("Crop2D",))
     if kind == "batchnorm":
         scale, center = key
         extra = ([] if center else ["center=False"]) + ([] if scale else ["scale=False"])
@@ -415,6 +419,20 @@ class ChannelShuffle(nn.HybridBlock):
     def hybrid_forward(self, F, x):
         split = F.reshape(x, shape=(0, -4, self.groups, -1, -2))
         return F.reshape(F.swapaxes(split, dim1=1, dim2=2), shape=(0, -3, -2))
+''',
+    "Crop2D": '''
+class Crop2D(nn.HybridBlock):
+    """Drops (top, bottom, left, right) rows and columns at the edges of an NCHW map (Keras'
+    Cropping2D) with F.slice; negative ends count from the end, so no input size is needed."""
+
+    def __init__(self, crop):
+        super().__init__()
+        top, bottom, left, right = crop
+        self.begin = (None, None, top, left)
+        self.end = (None, None, -bottom or None, -right or None)
+
+    def hybrid_forward(self, F, x):
+        return F.slice(x, begin=self.begin, end=self.end)
 ''',
     "ChannelSlice": '''
 class ChannelSlice(nn.HybridBlock):

@@ -41,6 +41,8 @@ class Lowering:
         if kind == "pad2d":
             top, bottom, left, right = layer.pads
             return (), {"padding": ("padding", (left, right, top, bottom))}
+        if kind == "crop2d":
+            return (), {"crop": ("padding", layer.crops)}
         if kind == "batchnorm":
             return (len(row.input_shape), layer.scale, layer.center), {
                 "num_features": ("channels", channels), "eps": ("float", layer.eps),
@@ -106,6 +108,13 @@ def leaf_code(child: Child) -> LeafCode:
                         helpers=("PaddedConv2d",))
     if kind == "pad2d":
         return LeafCode(f"nn.ZeroPad2d({expr(f['padding'])})", note="nn.ZeroPad2d takes (left, right, top, bottom)")
+    if kind == "crop2d":
+        module = f"Crop2d({expr(f['crop'])})"
+        if f["crop"].param:  # forward cannot see __init__'s arguments
+            return LeafCode(module, helpers=("Crop2d",))
+        top, bottom, left, right = f["crop"].value
+        rows, columns = f"{top or ''}:{-bottom or ''}", f"{left or ''}:{-right or ''}"
+        return LeafCode(None, call=f"{{x}}[:, :, {rows}, {columns}]", seq=[module], helpers=("Crop2d",))
     if kind == "batchnorm":
         dims, scale, center = key
         norm = "nn.BatchNorm2d" if dims == 3 else "nn.BatchNorm1d"
@@ -229,6 +238,18 @@ class Normalize(nn.Module):
     def forward(self, x):
         shape = (-1,) + (1,) * (x.dim() - 2)
         return (x - self.mean.view(shape)) / self.std.view(shape)
+''',
+    "Crop2d": '''
+class Crop2d(nn.Module):
+    """Drops (top, bottom, left, right) rows and columns at the edges (Keras' Cropping2D)."""
+
+    def __init__(self, crop):
+        super().__init__()
+        self.crop = crop
+
+    def forward(self, x):
+        top, bottom, left, right = self.crop
+        return x[:, :, top : x.shape[2] - bottom, left : x.shape[3] - right]
 ''',
     "ChannelSlice": '''
 class ChannelSlice(nn.Module):

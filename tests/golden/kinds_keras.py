@@ -161,7 +161,7 @@ class Subsample2D(layers.Layer):
 
 
 def se(inputs, name):
-    """Branches on one input, multiplied. Spec path blocks[8]."""
+    """Branches on one input, multiplied. Spec path blocks[9]."""
     branch2 = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_branch2_0")(inputs)
     branch2 = layers.Conv2D(4, 1, name=f"{name}_branch2_1")(branch2)
     branch2 = layers.Activation("relu", name=f"{name}_branch2_2")(branch2)
@@ -172,7 +172,7 @@ def se(inputs, name):
 
 
 def residual_block(inputs, name):
-    """A residual block: body(x) + x. Spec path blocks[9]."""
+    """A residual block: body(x) + x. Spec path blocks[10]."""
     # LayerNormalization over the last axis, the channels of each pixel; Keras' default epsilon is
     # 1e-3, PyTorch's 1e-5
     x = layers.LayerNormalization(epsilon=1e-05, name=f"{name}_norm")(inputs)
@@ -185,7 +185,7 @@ def residual_block(inputs, name):
 
 
 def concat_block(inputs, name):
-    """Branches on one input, concatenated on channels. Spec path blocks[10]."""
+    """Branches on one input, concatenated on channels. Spec path blocks[11]."""
     branch1 = ChannelSlice(0, 4, name=f"{name}_branch1")(inputs)
     branch2 = ChannelSlice(4, 8, name=f"{name}_branch2_0")(inputs)
     # explicit zero padding, then a 'valid' conv: Keras' padding='same' pads a stride-2 window
@@ -198,13 +198,13 @@ def concat_block(inputs, name):
 
 
 def sum_block(inputs, name):
-    """Branches on one input, summed. Spec path blocks[12]."""
+    """Branches on one input, summed. Spec path blocks[13]."""
     branch1 = layers.GlobalMaxPooling2D(keepdims=True, name=f"{name}_branch1")(inputs)
     return layers.Add(name=name)([branch1, inputs])
 
 
 def conv_bn_relu(x, padding, kernel_size, name):
-    """Layers in sequence. Spec path blocks[13] and 1 more."""
+    """Layers in sequence. Spec path blocks[14] and 1 more."""
     if padding:
         x = layers.ZeroPadding2D(padding, name=f"{name}_conv_pad")(x)
     x = layers.Conv2D(8, kernel_size, use_bias=False, name=f"{name}_conv")(x)
@@ -217,7 +217,7 @@ def conv_bn_relu(x, padding, kernel_size, name):
 
 def residual_block2(inputs, out_channels, strides, project, name):
     """A residual block: body(x) + shortcut(x), with a shortcut only when project. Spec path
-    blocks[15] and 1 more."""
+    blocks[16] and 1 more."""
     x = layers.ZeroPadding2D(1, name=f"{name}_conv1_pad")(inputs)
     x = layers.Conv2D(out_channels, 3, strides=strides, use_bias=False, name=f"{name}_conv1")(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
@@ -237,13 +237,13 @@ def residual_block2(inputs, out_channels, strides, project, name):
 
 
 def sum_block2(inputs, name):
-    """Branches on one input, summed. Spec path blocks[17]."""
+    """Branches on one input, summed. Spec path blocks[18]."""
     branch1 = layers.Conv2D(12, 1, name=f"{name}_branch1")(inputs)
     return layers.Identity(name=name)(branch1)
 
 
 def dense_layer(x, name):
-    """Layers in sequence. Spec path blocks[31].layers[0] and 1 more."""
+    """Layers in sequence. Spec path blocks[32].layers[0] and 1 more."""
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn")(x)
     x = layers.Activation("relu", name=f"{name}_relu")(x)
     x = layers.ZeroPadding2D(1, name=f"{name}_conv_pad")(x)
@@ -252,7 +252,7 @@ def dense_layer(x, name):
 
 
 def concat_block2(inputs, name):
-    """Branches on one input, concatenated on channels. Spec path blocks[32]."""
+    """Branches on one input, concatenated on channels. Spec path blocks[33]."""
     branch1 = layers.Conv2D(4, 1, name=f"{name}_branch1_0")(inputs)
     # zero padding, then a 'valid' pool: the padding counts in the average, as PyTorch's
     # count_include_pad=True ('same' would leave it out)
@@ -263,7 +263,7 @@ def concat_block2(inputs, name):
 
 
 def residual_block3(inputs, name):
-    """A residual block: body(x) + x. Spec path blocks[34].branches[1].layers[1]."""
+    """A residual block: body(x) + x. Spec path blocks[35].branches[1].layers[1]."""
     x = layers.Dense(32, name=f"{name}_fc")(inputs)
     # flat features in Flatten's (H, W, C) order are reordered to PyTorch's (C, H, W) first
     shortcut = chw_order(inputs, (8, 2, 2), name=f"{name}_shortcut")
@@ -271,7 +271,7 @@ def residual_block3(inputs, name):
 
 
 def branch_block(x, name):
-    """Layers in sequence. Spec path blocks[34].branches[1]."""
+    """Layers in sequence. Spec path blocks[35].branches[1]."""
     # Flatten of NHWC orders the features (H, W, C), PyTorch's (C, H, W): the weight file holds the
     # next dense kernel's rows in (H, W, C) order
     x = layers.Flatten(name=f"{name}_flatten")(x)
@@ -280,7 +280,7 @@ def branch_block(x, name):
 
 
 def sum_block3(inputs, name):
-    """Branches on one input, summed. Spec path blocks[34].branches[2].layers[5]."""
+    """Branches on one input, summed. Spec path blocks[35].branches[2].layers[5]."""
     # one slope per channel, shared over H and W (Keras' PReLU learns one per element by default),
     # 0.25 at start as PyTorch's
     branch2 = layers.PReLU(
@@ -290,7 +290,7 @@ def sum_block3(inputs, name):
 
 
 def branch_block2(x, name):
-    """Layers in sequence. Spec path blocks[34].branches[2]."""
+    """Layers in sequence. Spec path blocks[35].branches[2]."""
     x = layers.Flatten(name=f"{name}_flatten")(x)
     x = layers.LayerNormalization(epsilon=1e-05, name=f"{name}_norm")(x)
     x = ChannelScale(name=f"{name}_layer_scale")(x)
@@ -372,7 +372,7 @@ def branch_block2(x, name):
 
 
 def product_block(inputs, name):
-    """Branches on one input, multiplied. Spec path blocks[34].branches[3].layers[1]."""
+    """Branches on one input, multiplied. Spec path blocks[35].branches[3].layers[1]."""
     branch1 = chw_order(inputs, (8, 2, 2), name=f"{name}_branch1")
     branch2 = layers.Dense(32, name=f"{name}_branch2_0")(inputs)
     branch2 = layers.Activation("sigmoid", name=f"{name}_branch2_1")(branch2)
@@ -380,14 +380,14 @@ def product_block(inputs, name):
 
 
 def branch_block3(x, name):
-    """Layers in sequence. Spec path blocks[34].branches[3]."""
+    """Layers in sequence. Spec path blocks[35].branches[3]."""
     x = layers.Flatten(name=f"{name}_flatten")(x)
     x = product_block(x, name=f"{name}_block")
     return x
 
 
 def flat(inputs, name):
-    """Branches on one input, concatenated on channels. Spec path blocks[34]."""
+    """Branches on one input, concatenated on channels. Spec path blocks[35]."""
     branch1 = layers.Flatten(name=f"{name}_branch1_0")(inputs)
     branch1 = chw_order(branch1, (8, 2, 2), name=f"{name}_branch1_1_input")
     branch1 = ChannelSlice(5, 20, name=f"{name}_branch1_1")(branch1)
@@ -407,6 +407,7 @@ def build_model():
     x = inputs = keras.Input(shape=(12, 12, 3), name="input")
     x = FixedNormalize((0.5, 0.4, 0.3), (0.25,), name="preprocess")(x)
     x = layers.ZeroPadding2D(((0, 1), (0, 1)), name="pad")(x)
+    x = layers.Cropping2D(((1, 0), (1, 0)), name="crop")(x)
     x = layers.ZeroPadding2D(((1, 0), (1, 0)), name="conv1_pad")(x)
     x = layers.Conv2D(8, 3, strides=2, name="conv1")(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, scale=False, name="bn1")(x)

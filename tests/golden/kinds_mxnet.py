@@ -123,6 +123,20 @@ class Pad2D(nn.HybridBlock):
         return F.pad(x, mode="constant", pad_width=self.pad_width, constant_value=0.0)
 
 
+class Crop2D(nn.HybridBlock):
+    """Drops (top, bottom, left, right) rows and columns at the edges of an NCHW map (Keras'
+    Cropping2D) with F.slice; negative ends count from the end, so no input size is needed."""
+
+    def __init__(self, crop):
+        super().__init__()
+        top, bottom, left, right = crop
+        self.begin = (None, None, top, left)
+        self.end = (None, None, -bottom or None, -right or None)
+
+    def hybrid_forward(self, F, x):
+        return F.slice(x, begin=self.begin, end=self.end)
+
+
 class PaddedConv2D(nn.HybridBlock):
     """A Conv2D after zero padding that may differ per side, (top, bottom, left, right): Gluon's
     padding is symmetric, TensorFlow's 'same' at stride 2 pads one more after."""
@@ -244,7 +258,7 @@ class DenseConcat(nn.HybridBlock):
 
 
 class SE(nn.HybridBlock):
-    """Branches on one input, multiplied. Spec path blocks[8]."""
+    """Branches on one input, multiplied. Spec path blocks[9]."""
 
     def __init__(self):
         super().__init__()
@@ -263,7 +277,7 @@ class SE(nn.HybridBlock):
 
 
 class ResidualBlock(nn.HybridBlock):
-    """A residual block: body(x) + x. Spec path blocks[9]."""
+    """A residual block: body(x) + x. Spec path blocks[10]."""
 
     def __init__(self):
         super().__init__()
@@ -288,7 +302,7 @@ class ResidualBlock(nn.HybridBlock):
 
 
 class ConcatBlock(nn.HybridBlock):
-    """Branches on one input, concatenated on channels. Spec path blocks[10]."""
+    """Branches on one input, concatenated on channels. Spec path blocks[11]."""
 
     def __init__(self):
         super().__init__()
@@ -306,7 +320,7 @@ class ConcatBlock(nn.HybridBlock):
 
 
 class SumBlock(nn.HybridBlock):
-    """Branches on one input, summed. Spec path blocks[12]."""
+    """Branches on one input, summed. Spec path blocks[13]."""
 
     def __init__(self):
         super().__init__()
@@ -317,7 +331,7 @@ class SumBlock(nn.HybridBlock):
 
 
 class ConvBNReLU(nn.HybridBlock):
-    """Layers in sequence. Spec path blocks[13] and 1 more."""
+    """Layers in sequence. Spec path blocks[14] and 1 more."""
 
     def __init__(self, kernel_size, padding):
         super().__init__()
@@ -336,7 +350,7 @@ class ConvBNReLU(nn.HybridBlock):
 
 class ResidualBlock2(nn.HybridBlock):
     """A residual block: body(x) + shortcut(x), with a shortcut only when project. Spec path
-    blocks[15] and 1 more."""
+    blocks[16] and 1 more."""
 
     def __init__(self, out_channels, strides, project):
         super().__init__()
@@ -365,7 +379,7 @@ class ResidualBlock2(nn.HybridBlock):
 
 
 class SumBlock2(nn.HybridBlock):
-    """Branches on one input, summed. Spec path blocks[17]."""
+    """Branches on one input, summed. Spec path blocks[18]."""
 
     def __init__(self):
         super().__init__()
@@ -376,7 +390,7 @@ class SumBlock2(nn.HybridBlock):
 
 
 class DenseLayer(nn.HybridBlock):
-    """Layers in sequence. Spec path blocks[31].layers[0] and 1 more."""
+    """Layers in sequence. Spec path blocks[32].layers[0] and 1 more."""
 
     def __init__(self, in_channels):
         super().__init__()
@@ -392,7 +406,7 @@ class DenseLayer(nn.HybridBlock):
 
 
 class ConcatBlock2(nn.HybridBlock):
-    """Branches on one input, concatenated on channels. Spec path blocks[32]."""
+    """Branches on one input, concatenated on channels. Spec path blocks[33]."""
 
     def __init__(self):
         super().__init__()
@@ -407,7 +421,7 @@ class ConcatBlock2(nn.HybridBlock):
 
 
 class ResidualBlock3(nn.HybridBlock):
-    """A residual block: body(x) + x. Spec path blocks[34].branches[1].layers[1]."""
+    """A residual block: body(x) + x. Spec path blocks[35].branches[1].layers[1]."""
 
     def __init__(self):
         super().__init__()
@@ -420,7 +434,7 @@ class ResidualBlock3(nn.HybridBlock):
 
 
 class Branch(nn.HybridBlock):
-    """Layers in sequence. Spec path blocks[34].branches[1]."""
+    """Layers in sequence. Spec path blocks[35].branches[1]."""
 
     def __init__(self):
         super().__init__()
@@ -434,7 +448,7 @@ class Branch(nn.HybridBlock):
 
 
 class SumBlock3(nn.HybridBlock):
-    """Branches on one input, summed. Spec path blocks[34].branches[2].layers[5]."""
+    """Branches on one input, summed. Spec path blocks[35].branches[2].layers[5]."""
 
     def __init__(self):
         super().__init__()
@@ -445,7 +459,7 @@ class SumBlock3(nn.HybridBlock):
 
 
 class Branch2(nn.HybridBlock):
-    """Layers in sequence. Spec path blocks[34].branches[2]."""
+    """Layers in sequence. Spec path blocks[35].branches[2]."""
 
     def __init__(self):
         super().__init__()
@@ -538,7 +552,7 @@ class Branch2(nn.HybridBlock):
 
 
 class ProductBlock(nn.HybridBlock):
-    """Branches on one input, multiplied. Spec path blocks[34].branches[3].layers[1]."""
+    """Branches on one input, multiplied. Spec path blocks[35].branches[3].layers[1]."""
 
     def __init__(self):
         super().__init__()
@@ -551,7 +565,7 @@ class ProductBlock(nn.HybridBlock):
 
 
 class Branch3(nn.HybridBlock):
-    """Layers in sequence. Spec path blocks[34].branches[3]."""
+    """Layers in sequence. Spec path blocks[35].branches[3]."""
 
     def __init__(self):
         super().__init__()
@@ -565,7 +579,7 @@ class Branch3(nn.HybridBlock):
 
 
 class Flat(nn.HybridBlock):
-    """Branches on one input, concatenated on channels. Spec path blocks[34]."""
+    """Branches on one input, concatenated on channels. Spec path blocks[35]."""
 
     def __init__(self):
         super().__init__()
@@ -597,6 +611,7 @@ class Kinds(nn.HybridBlock):
         super().__init__()
         self.preprocess = Normalize((0.5, 0.4, 0.3), (0.25,), 3, 4)
         self.pad = Pad2D((0, 1, 0, 1))
+        self.crop = Crop2D((1, 0, 1, 0))
         self.conv1 = PaddedConv2D((1, 0, 1, 0), nn.Conv2D(8, 3, strides=2, in_channels=3))
         self.bn1 = nn.BatchNorm(momentum=0.9, epsilon=1e-05, scale=False, in_channels=8)
         self.prelu = PReLU(8, 4)
@@ -641,6 +656,7 @@ class Kinds(nn.HybridBlock):
     def hybrid_forward(self, F, x):
         x = self.preprocess(x)
         x = self.pad(x)
+        x = self.crop(x)
         x = self.conv1(x)
         x = self.bn1(x)
         x = self.prelu(x)

@@ -97,7 +97,7 @@ class DenseConcat(nn.ModuleList):
 
 
 class SE(nn.Module):
-    """Branches on one input, multiplied. Spec path blocks[8]."""
+    """Branches on one input, multiplied. Spec path blocks[9]."""
 
     def __init__(self):
         super().__init__()
@@ -114,7 +114,7 @@ class SE(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """A residual block: body(x) + x. Spec path blocks[9]."""
+    """A residual block: body(x) + x. Spec path blocks[10]."""
 
     def __init__(self):
         super().__init__()
@@ -134,7 +134,7 @@ class ResidualBlock(nn.Module):
 
 
 class ConcatBlock(nn.Module):
-    """Branches on one input, concatenated on channels. Spec path blocks[10]."""
+    """Branches on one input, concatenated on channels. Spec path blocks[11]."""
 
     def __init__(self):
         super().__init__()
@@ -150,7 +150,7 @@ class ConcatBlock(nn.Module):
 
 
 class SumBlock(nn.Module):
-    """Branches on one input, summed. Spec path blocks[12]."""
+    """Branches on one input, summed. Spec path blocks[13]."""
 
     def __init__(self):
         super().__init__()
@@ -161,7 +161,7 @@ class SumBlock(nn.Module):
 
 
 class ConvBNReLU(nn.Module):
-    """Layers in sequence. Spec path blocks[13] and 1 more."""
+    """Layers in sequence. Spec path blocks[14] and 1 more."""
 
     def __init__(self, kernel_size, padding):
         super().__init__()
@@ -178,7 +178,7 @@ class ConvBNReLU(nn.Module):
 
 class ResidualBlock2(nn.Module):
     """A residual block: body(x) + shortcut(x), with a shortcut only when project. Spec path
-    blocks[15] and 1 more."""
+    blocks[16] and 1 more."""
 
     def __init__(self, out_channels, stride, project):
         super().__init__()
@@ -205,7 +205,7 @@ class ResidualBlock2(nn.Module):
 
 
 class SumBlock2(nn.Module):
-    """Branches on one input, summed. Spec path blocks[17]."""
+    """Branches on one input, summed. Spec path blocks[18]."""
 
     def __init__(self):
         super().__init__()
@@ -216,7 +216,7 @@ class SumBlock2(nn.Module):
 
 
 class DenseLayer(nn.Module):
-    """Layers in sequence. Spec path blocks[31].layers[0] and 1 more."""
+    """Layers in sequence. Spec path blocks[32].layers[0] and 1 more."""
 
     def __init__(self, in_channels):
         super().__init__()
@@ -232,7 +232,7 @@ class DenseLayer(nn.Module):
 
 
 class ConcatBlock2(nn.Module):
-    """Branches on one input, concatenated on channels. Spec path blocks[32]."""
+    """Branches on one input, concatenated on channels. Spec path blocks[33]."""
 
     def __init__(self):
         super().__init__()
@@ -244,7 +244,7 @@ class ConcatBlock2(nn.Module):
 
 
 class ResidualBlock3(nn.Module):
-    """A residual block: body(x) + x. Spec path blocks[34].branches[1].layers[1]."""
+    """A residual block: body(x) + x. Spec path blocks[35].branches[1].layers[1]."""
 
     def __init__(self):
         super().__init__()
@@ -256,7 +256,7 @@ class ResidualBlock3(nn.Module):
 
 
 class Branch(nn.Module):
-    """Layers in sequence. Spec path blocks[34].branches[1]."""
+    """Layers in sequence. Spec path blocks[35].branches[1]."""
 
     def __init__(self):
         super().__init__()
@@ -270,7 +270,7 @@ class Branch(nn.Module):
 
 
 class SumBlock3(nn.Module):
-    """Branches on one input, summed. Spec path blocks[34].branches[2].layers[5]."""
+    """Branches on one input, summed. Spec path blocks[35].branches[2].layers[5]."""
 
     def __init__(self):
         super().__init__()
@@ -281,7 +281,7 @@ class SumBlock3(nn.Module):
 
 
 class Branch2(nn.Module):
-    """Layers in sequence. Spec path blocks[34].branches[2]."""
+    """Layers in sequence. Spec path blocks[35].branches[2]."""
 
     def __init__(self):
         super().__init__()
@@ -372,7 +372,7 @@ class Branch2(nn.Module):
 
 
 class ProductBlock(nn.Module):
-    """Branches on one input, multiplied. Spec path blocks[34].branches[3].layers[1]."""
+    """Branches on one input, multiplied. Spec path blocks[35].branches[3].layers[1]."""
 
     def __init__(self):
         super().__init__()
@@ -383,7 +383,7 @@ class ProductBlock(nn.Module):
 
 
 class Branch3(nn.Module):
-    """Layers in sequence. Spec path blocks[34].branches[3]."""
+    """Layers in sequence. Spec path blocks[35].branches[3]."""
 
     def __init__(self):
         super().__init__()
@@ -397,7 +397,7 @@ class Branch3(nn.Module):
 
 
 class Flat(nn.Module):
-    """Branches on one input, concatenated on channels. Spec path blocks[34]."""
+    """Branches on one input, concatenated on channels. Spec path blocks[35]."""
 
     def __init__(self):
         super().__init__()
@@ -462,6 +462,7 @@ class Kinds(nn.Module):
     def forward(self, x):
         x = self.preprocess(x)
         x = self.pad(x)
+        x = x[:, :, 1:, 1:]
         x = self.conv1(x)
         x = self.bn1(x)
         x = self.prelu(x)
