@@ -15,7 +15,7 @@ from hypothesis import assume, strategies as st
 
 from netparity.spec import LAYER_KINDS
 from netparity.spec.layers import (ACTIVATIONS, Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Branches,
-                                   ChannelScale, ChannelShuffle, ChannelSlice, ConcatBranches, Conv2d, Dense,
+                                   ChannelScale, ChannelShuffle, ChannelSlice, ConcatBranches, Conv2d, Crop2d, Dense,
                                    DenseConcat, DropPath, Dropout, Flatten, GlobalAvgPool, GlobalMaxPool, Identity,
                                    LayerNorm, MaxPool2d, Normalize, Pad2d, PReLU, Residual, Sequence)
 from netparity.spec.model import Spec
@@ -65,6 +65,17 @@ def _conv(draw, shape, keep_size: bool = False, channels: int | None = None) -> 
     return layer
 
 
+def _crop(draw, h: int, w: int) -> Crop2d:
+    """Up to 2 rows / columns off each side, at least 1x1 left; sometimes the symmetric pair."""
+    if draw(st.booleans()) and min(h, w) >= 3:
+        return Crop2d((draw(st.integers(0, min(2, (h - 1) // 2))), draw(st.integers(0, min(2, (w - 1) // 2)))))
+    top = draw(st.integers(0, min(2, h - 1)))
+    bottom = draw(st.integers(0, min(2, h - 1 - top)))
+    left = draw(st.integers(0, min(2, w - 1)))
+    right = draw(st.integers(0, min(2, w - 1 - left)))
+    return Crop2d((top, bottom, left, right))
+
+
 def _pool(draw, shape):
     c, h, w = shape
     k = draw(st.integers(1, min(3, h, w)))
@@ -78,7 +89,7 @@ def _pool(draw, shape):
 def _image_layer(draw, shape, depth: int):
     """One layer (or block) that takes a (C, H, W) input."""
     c, h, w = shape
-    kinds = ["conv", "conv", "pad", "pool", "bn", "ln", "act", "act", "prelu", "scale", "normalize", "adaptive",
+    kinds = ["conv", "conv", "pad", "crop", "pool", "bn", "ln", "act", "act", "prelu", "scale", "normalize", "adaptive",
              "shuffle", "slice", "drop", "identity"]
     if depth < 2:
         kinds += ["branches", "branches", "residual", "concat_branches", "dense_concat"]
@@ -87,6 +98,8 @@ def _image_layer(draw, shape, depth: int):
         return _conv(draw, shape)
     if kind == "pad":
         return Pad2d(tuple(draw(st.integers(0, 2)) for _ in range(4)))
+    if kind == "crop" and max(h, w) >= 2:
+        return _crop(draw, h, w)
     if kind == "pool" and min(h, w) >= 2:
         return _pool(draw, shape)
     if kind == "bn":
