@@ -574,6 +574,11 @@ class ChannelSlice(layers.Layer):
 ''',
 }
 
+# The helpers that are Keras layers: registered with Keras (package "netparity_emitted") and
+# configurable (get_config gives the constructor's arguments), so that a model saved whole with
+# model.save loads with keras.models.load_model wherever the emitted file has been imported.
+LAYER_HELPERS = frozenset(name for name, text in HELPERS.items() if "(layers.Layer):" in text)
+
 
 # ---------------------------------------------------------------------------------------
 # Functions
@@ -736,6 +741,11 @@ def emit_source(spec) -> str:
         write_body(the_plan.model, _Scope(body, top=True), "x")
         body.line(f'return keras.Model(inputs, x, name="{identifier(spec.name) or "model"}")')
     numpy = ["import numpy as np"] if any(name in NUMPY_HELPERS for name in body.helpers) else []
+    saving = [] if not LAYER_HELPERS & set(body.helpers) else [
+        "",
+        'Saved whole (model.save("m.keras")), it loads with keras.models.load_model in a process',
+        "that has imported this file: its layer classes register themselves with Keras on import.",
+    ]
     head = [
         f'"""{spec.name} in Keras 3, written by `netparity emit` from its netparity spec.',
         "",
@@ -747,6 +757,7 @@ def emit_source(spec) -> str:
         "",
         "    model = build_model()",
         "    model.load_weights(PATH)  # a .weights.h5 file",
+        *saving,
         '"""',
         "",
         "import keras",

@@ -7,6 +7,9 @@ netparity wrote (`netparity emit --weights`) load with:
 
     model = build_model()
     model.load_weights(PATH)  # a .weights.h5 file
+
+Saved whole (model.save("m.keras")), it loads with keras.models.load_model in a process
+that has imported this file: its layer classes register themselves with Keras on import.
 """
 
 import keras
@@ -14,6 +17,7 @@ import numpy as np
 from keras import layers, ops
 
 
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class GELU(layers.Layer):
     """GELU with its approximation explicit: Keras' activations.gelu defaults to the exact
     one, ops.gelu to the tanh one."""
@@ -25,7 +29,11 @@ class GELU(layers.Layer):
     def call(self, x):
         return ops.gelu(x, approximate=self.approximate)
 
+    def get_config(self):
+        return {**super().get_config(), "approximate": self.approximate}
 
+
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class ChannelScale(layers.Layer):
     """x * gamma, a learned multiplier per channel (the last axis): ConvNeXt's layer scale."""
 
@@ -36,6 +44,7 @@ class ChannelScale(layers.Layer):
         return x * ops.cast(self.gamma, x.dtype)
 
 
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class ChannelSlice(layers.Layer):
     """Channels (the last axis) start:stop, ShuffleNetV2's split."""
 
@@ -46,7 +55,11 @@ class ChannelSlice(layers.Layer):
     def call(self, x):
         return x[..., self.start : self.stop]
 
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
 
+
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class SignedLeakyReLU(layers.Layer):
     """PyTorch's leaky_relu for a negative slope (Keras' LeakyReLU refuses one)."""
 
@@ -57,6 +70,9 @@ class SignedLeakyReLU(layers.Layer):
     def call(self, x):
         return ops.relu(x) - ops.cast(self.negative_slope, x.dtype) * ops.relu(-x)
 
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
+
 
 def chw_order(x, chw, name):
     """Flat features in Flatten's (H, W, C) order, reordered to PyTorch's (C, H, W) order."""
@@ -66,6 +82,7 @@ def chw_order(x, chw, name):
     return layers.Flatten(name=f"{name}_flat")(x)
 
 
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class FixedNormalize(layers.Layer):
     """(x - mean) / std over the last axis: constants, not weights (one value, or one each)."""
 
@@ -78,12 +95,17 @@ class FixedNormalize(layers.Layer):
         mean = ops.convert_to_tensor(self.mean, dtype=x.dtype)
         return (x - mean) / ops.convert_to_tensor(self.std, dtype=x.dtype)
 
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean.tolist(), "std": self.std.tolist()}
 
+
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class ConstantPad2D(layers.Layer):
     """Pads H and W of an NHWC tensor with a constant (ZeroPadding2D's padding argument)."""
 
     def __init__(self, padding, value, **kwargs):
         super().__init__(**kwargs)
+        self.padding = padding
         if isinstance(padding, int):
             padding = (padding, padding)
         if isinstance(padding[0], int):
@@ -93,6 +115,9 @@ class ConstantPad2D(layers.Layer):
 
     def call(self, x):
         return ops.pad(x, self.pads, mode="constant", constant_values=self.value)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "value": self.value}
 
 
 def pool_divisor(size, kernel, stride, padding, ceil_mode, count_include_pad):
@@ -108,12 +133,21 @@ def pool_divisor(size, kernel, stride, padding, ceil_mode, count_include_pad):
     return (np.minimum(end, size) - np.maximum(start, 0)).astype(np.float64)
 
 
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class DivisorScale(layers.Layer):
     """A 'valid' average pool's output (divided by the window area) rescaled to PyTorch's
     per-window divisor; a constant, not a weight."""
 
     def __init__(self, size, kernel, stride, padding, ceil_mode, count_include_pad, **kwargs):
         super().__init__(**kwargs)
+        self.geometry = dict(
+            size=size,
+            kernel=kernel,
+            stride=stride,
+            padding=padding,
+            ceil_mode=ceil_mode,
+            count_include_pad=count_include_pad,
+        )
         geometry = [(size[i], kernel[i], stride[i], padding[i]) for i in range(2)]
         rows, cols = (pool_divisor(*g, ceil_mode, count_include_pad) for g in geometry)
         scale = kernel[0] * kernel[1] / np.outer(rows, cols)
@@ -121,6 +155,9 @@ class DivisorScale(layers.Layer):
 
     def call(self, x):
         return x * ops.convert_to_tensor(self.scale, dtype=x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), **self.geometry}
 
 
 def pool_matrix(size, out):
@@ -133,6 +170,7 @@ def pool_matrix(size, out):
     return matrix
 
 
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class AdaptiveAvgPool2D(layers.Layer):
     """PyTorch's adaptive average pool on NHWC, as the fixed linear map it is (Keras has none)."""
 
@@ -148,7 +186,11 @@ class AdaptiveAvgPool2D(layers.Layer):
         x = ops.einsum("ih,nhwc->niwc", ops.convert_to_tensor(self.rows, dtype=x.dtype), x)
         return ops.einsum("jw,niwc->nijc", ops.convert_to_tensor(self.cols, dtype=x.dtype), x)
 
+    def get_config(self):
+        return {**super().get_config(), "output_size": self.output_size}
 
+
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class Subsample2D(layers.Layer):
     """Every stride-th row and column of an NHWC tensor, from the first."""
 
@@ -158,6 +200,9 @@ class Subsample2D(layers.Layer):
 
     def call(self, x):
         return x[:, :: self.strides[0], :: self.strides[1], :]
+
+    def get_config(self):
+        return {**super().get_config(), "strides": self.strides}
 
 
 def se(inputs, name):

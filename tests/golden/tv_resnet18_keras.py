@@ -7,17 +7,22 @@ netparity wrote (`netparity emit --weights`) load with:
 
     model = build_model()
     model.load_weights(PATH)  # a .weights.h5 file
+
+Saved whole (model.save("m.keras")), it loads with keras.models.load_model in a process
+that has imported this file: its layer classes register themselves with Keras on import.
 """
 
 import keras
 from keras import layers, ops
 
 
+@keras.saving.register_keras_serializable(package="netparity_emitted")
 class ConstantPad2D(layers.Layer):
     """Pads H and W of an NHWC tensor with a constant (ZeroPadding2D's padding argument)."""
 
     def __init__(self, padding, value, **kwargs):
         super().__init__(**kwargs)
+        self.padding = padding
         if isinstance(padding, int):
             padding = (padding, padding)
         if isinstance(padding[0], int):
@@ -27,6 +32,9 @@ class ConstantPad2D(layers.Layer):
 
     def call(self, x):
         return ops.pad(x, self.pads, mode="constant", constant_values=self.value)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "value": self.value}
 
 
 def stem(x, name):
