@@ -361,7 +361,7 @@ def _build(spec: Spec, weights: dict, frameworks) -> tuple[object, object, str]:
             continue
         model = backend.build(spec)
         backend.set_weights(model, weights)
-        return backend, model, f"{name} {backend.version()}"
+        return backend, model, f"the spec built by netparity's {name} backend ({backend.FRAMEWORK} {backend.version()})"
     model = reference.build(spec)
     reference.set_weights(model, weights)
     return reference, model, "the NumPy reference (float64; neither PyTorch nor Keras is installed)"
@@ -400,7 +400,7 @@ def self_check(imported: ImportedModel, rtol: float = SELF_CHECK_RTOL,
     backend, model, built_in = _build(imported.spec, imported.weights, frameworks)
     runner = imported.runner
     if runner is not None:
-        check = SelfCheck(built_in, f"{runner.framework} running {imported.source}", True, "", rtol)
+        check = SelfCheck(built_in, f"{imported.source} run by {runner.framework}", True, "", rtol)
         source_out = runner.forward
     else:
         check = SelfCheck(built_in, "the float64 NumPy reference of the same spec and weights", False,

@@ -324,8 +324,10 @@ def verify(reference: str = typer.Argument(..., help="Zoo name, spec JSON, or mo
 
 @app.command("import")
 def import_command(
-        source: str = typer.Argument(..., help="PREFIX-symbol.json (an MXNet checkpoint; weights from --params) or "
-                                               "FILE.py:FACTORY returning an MXNet Gluon HybridBlock."),
+        source: str = typer.Argument(..., help="torchvision:NAME, keras.applications:NAME, FILE.keras, "
+                                               "FILE.py:FACTORY (returning a PyTorch nn.Module, a Keras model or a "
+                                               "Gluon HybridBlock) or PREFIX-symbol.json (an MXNet checkpoint; "
+                                               "weights from --params)."),
         out: Path = typer.Option(..., "-o", "--out", help="Where to write the spec JSON."),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Where to write the canonical weights "
                                                                        "(.npz; default: beside the spec, .npz)."),

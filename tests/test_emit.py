@@ -342,7 +342,7 @@ def test_convert_torchvision_model_to_keras(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "verified:" in done.stdout
     record = _converted(tmp_path / "out", "keras", "torchvision:resnet18")
-    assert record["source_ran"] and record["compared_with"].startswith("torch running")
+    assert record["source_ran"] and record["compared_with"].startswith("torchvision:resnet18 run by PyTorch")
     assert (tmp_path / "out" / "model.weights.h5").exists()
 
 
@@ -352,7 +352,7 @@ def test_convert_keras_application_to_gluon(tmp_path):
                 "--input-size", 32)
     assert done.returncode == 0, done.stderr[-3000:]
     record = _converted(tmp_path / "out", "mxnet", "keras.applications:MobileNet")
-    assert "running keras.applications:MobileNet" in record["compared_with"]
+    assert "keras.applications:MobileNet run by Keras" in record["compared_with"]
 
 
 CHECKPOINT = """
@@ -389,7 +389,7 @@ def test_convert_mxnet_checkpoint_to_pytorch_without_mxnet(tmp_path):
                 env_extra={"PYTHONPATH": os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")])})
     assert done.returncode == 0, done.stderr[-3000:]
     record = _converted(tmp_path / "out", "torch", str(tmp_path / "net-symbol.json"))
-    assert not record["source_ran"] and "the imported spec built in torch" in record["compared_with"]
+    assert not record["source_ran"] and "the spec built by netparity's torch backend" in record["compared_with"]
     assert "could not run here" in (tmp_path / "out" / "README.md").read_text()
     # a weight file that no longer holds the source's weights fails the same fresh-process check
     tamper = ("import sys, torch; state = torch.load(sys.argv[1]); key = next(k for k in state if k.endswith('weight'));"

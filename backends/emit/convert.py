@@ -36,12 +36,12 @@ def _source_outputs(imported, inputs: dict) -> tuple[dict, str]:
     framework, the imported spec's built by the first installed backend; and what they came from."""
     if imported.runner is not None:
         return ({label: np.asarray(imported.runner.forward(x), dtype=np.float32) for label, x in inputs.items()},
-                f"{imported.runner.framework} running {imported.source}")
+                f"{imported.source} run by {imported.runner.framework}")
     from ..importing import _build
 
     backend, model, built_in = _build(imported.spec, imported.weights, ("torch", "keras"))
     return ({label: np.asarray(backend.forward(model, x), dtype=np.float32) for label, x in inputs.items()},
-            f"the imported spec built in {built_in} ({imported.runner_missing or 'the source framework is absent'})")
+            f"{built_in} ({imported.runner_missing or 'the source framework is absent'})")
 
 
 def convert(source: str, to: str, out_dir, *, params=None, input_size=None, output=None, name=None,

@@ -11,14 +11,19 @@ class TorchRunner:
     """``forward(x)``: the module's eval-mode output; ``layers(x)``: the output of every imported
     graph node (keyed by its name, which is the spec layer's name) in the spec's NCHW layout."""
 
-    framework = "torch"
-
     def __init__(self, module, graph_module, mapper):
         self.module = module
         self.graph_module = graph_module
         self.wanted = {}  # fx node -> [(graph node name, layout, spec shape)]
         for name, node in mapper.producer.items():
             self.wanted.setdefault(node, []).append((name, mapper.layouts.get(name), mapper.shapes.get(name)))
+
+    @property
+    def framework(self) -> str:
+        """What runs the source, as reports name it (the Keras and MXNet runners say the same)."""
+        import torch
+
+        return f"PyTorch {torch.__version__}"
 
     def _tensor(self, x):
         import torch
