@@ -320,8 +320,6 @@ def unsupported_message(keras, operation, converters) -> str:
     hint = ""
     if type(operation).__name__ == "Lambda":
         hint = " (a Lambda runs arbitrary Python, which has no graph to read; write it with supported layers)"
-    elif type(operation).__name__ == "Cropping2D":
-        hint = " (the spec has no cropping kind, so a crop cannot be expressed exactly)"
     return (f"no spec mapping for this {kind}{hint}. Supported layers: {', '.join(layers)}, nested functional "
             f"and Sequential models; keras ops on a tensor and a scalar or two tensors: {', '.join(ops)}")
 

@@ -34,8 +34,8 @@ from dataclasses import replace
 import numpy as np
 
 from ....spec.layers import (Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, ChannelScale, ChannelSlice, Conv2d,
-                            Dense, DropPath, Dropout, Flatten, GlobalAvgPool, GlobalMaxPool, Identity, LayerNorm,
-                            MaxPool2d, Normalize, Pad2d, PReLU, show_shape)
+                            Crop2d, Dense, DropPath, Dropout, Flatten, GlobalAvgPool, GlobalMaxPool, Identity,
+                            LayerNorm, MaxPool2d, Normalize, Pad2d, PReLU, show_shape)
 from ....spec.pooling import avg_pool_divisor, pool_output_size
 from .. import core as keras_backend
 from .. import layout
@@ -305,6 +305,13 @@ def _zero_padding2d(imp, layer, x):
     x = imp.image(x, layer.data_format)
     (top, bottom), (left, right) = layer.padding
     return imp.leaf(_name(imp), Pad2d(_padding((top, bottom, left, right))), x)
+
+
+def _cropping2d(imp, layer, x):
+    """Cropping2D on either data_format: the spec's (C, H, W) shape names H and W alike."""
+    x = imp.image(x, layer.data_format)
+    (top, bottom), (left, right) = layer.cropping
+    return imp.leaf(_name(imp), Crop2d(_padding((top, bottom, left, right))), x)
 
 
 # -- normalisation ----------------------------------------------------------------------------
@@ -766,7 +773,7 @@ def _converters() -> dict:
         L.BatchNormalization: _batchnorm, L.LayerNormalization: _layernorm,
         L.Activation: _activation, L.ReLU: _relu, L.LeakyReLU: _leaky_relu, L.PReLU: _prelu, L.ELU: _elu,
         L.Softmax: _softmax,
-        L.ZeroPadding2D: _zero_padding2d,
+        L.ZeroPadding2D: _zero_padding2d, L.Cropping2D: _cropping2d,
         L.MaxPooling2D: _maxpool, L.AveragePooling2D: _avgpool,
         L.GlobalAveragePooling2D: _global_pool(GlobalAvgPool), L.GlobalMaxPooling2D: _global_pool(GlobalMaxPool),
         L.Add: _merge("add"), L.Multiply: _merge("mul"), L.Concatenate: _merge("concat"),
