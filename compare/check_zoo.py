@@ -6,11 +6,16 @@ Writes a Markdown table (one row per model: parity, worst pairwise output
 error, seconds per framework) and, with ``--time-cli MODEL``, the wall time of
 the whole ``netparity check MODEL`` command (imports included), median of
 ``--repeats`` runs in fresh processes. A benchmark, never a timed test.
+
+Each model is checked in a fresh process (``--one MODEL``), so that the memory of one 224-pixel
+VGG in three frameworks and the float64 reference is returned before the next: in one process the
+run grew past 12 GB. A model whose process fails is a FAIL row with the reason; the others go on.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -50,20 +55,51 @@ def time_cli(model: str, repeats: int) -> list[float]:
     return times
 
 
+def check_one(name: str, frameworks: list[str]) -> dict:
+    """One model's row, as JSON-able data (what ``--one`` prints)."""
+    result = check_parity(name, frameworks)
+    return {"model": name, "ok": bool(result.ok), "input": "x".join(map(str, result.input_shape)),
+            "parameters": int(result.spec_parameters),
+            "out_rel": max((p.output_max_rel for p in result.pairs), default=float("nan")),
+            "grad_rel": max((p.gradient_max_rel for p in result.pairs), default=float("nan")),
+            "gradients": gradient_summary(result.pairs), "seconds": {r.framework: r.seconds for r in result.runs},
+            "versions": {r.framework: r.version for r in result.runs}}
+
+
+def check_in_subprocess(name: str, frameworks: list[str]) -> dict:
+    command = [sys.executable, "-m", __spec__.name if __spec__ else "netparity.compare.check_zoo", "--one", name,
+               "--frameworks", ",".join(frameworks)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        return {"model": name, "ok": False, "error": f"the check process failed (exit {done.returncode}): {why}"}
+    return json.loads(lines[-1])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=zoo.names())
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # the per-model worker: prints one JSON row
+    parser.add_argument("--frameworks", help="comma-separated (default: every installed one)")
     parser.add_argument("--out", type=Path, default=Path("docs/parity.md"))
     parser.add_argument("--time-cli", default="resnet18", help="model whose CLI check is timed ('' to skip)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
     frameworks = [n for n in BACKEND_NAMES if n in available()]
+    if args.frameworks:
+        frameworks = [n for n in args.frameworks.split(",") if n in frameworks]
+    if args.one:
+        print(json.dumps(check_one(args.one, frameworks), default=float))
+        return 0
     lines = ["# Parity of the zoo at default input sizes",
              "",
              f"Measured {date.today()} on {platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} CPU cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
-             f"batch 2, seed 0, rtol 1e-4 (max|a-b| / max|b| per layer), eval mode, float32. "
+             f"load average {os.getloadavg()[0]:.1f} at the start (seconds are wall time), "
+             f"batch 2, seed 0, rtol 1e-4 (max|a-b| / max|b| per layer), eval mode, float32, each model in a "
+             f"fresh process; every framework is also compared with the float64 NumPy reference. "
              f"Produced by `python -m netparity.compare.check_zoo`.",
              ""]
     header = "| model | input | parameters | parity | worst output rel | worst input-grad rel | input gradients | " + \
@@ -72,15 +108,17 @@ def main(argv=None) -> int:
     versions = {}
     failures = 0
     for name in args.models:
-        result = check_parity(name, frameworks)
-        versions.update({r.framework: r.version for r in result.runs})
-        out_rel = max((p.output_max_rel for p in result.pairs), default=float("nan"))
-        grad_rel = max((p.gradient_max_rel for p in result.pairs), default=float("nan"))
-        seconds = {r.framework: r.seconds for r in result.runs}
-        verdict = gradient_summary(result.pairs)
-        failures += not result.ok
-        lines.append(f"| {name} | {'x'.join(map(str, result.input_shape))} | {result.spec_parameters:,} | "
-                     f"{'ok' if result.ok else 'FAIL'} | {out_rel:.1e} | {grad_rel:.1e} | {verdict} | "
+        row = check_in_subprocess(name, frameworks)
+        failures += not row["ok"]
+        if "error" in row:
+            lines.append(f"| {name} | | | FAIL: {row['error']} | | | | " + " | ".join("" for _ in frameworks) + " |")
+            print(lines[-1], flush=True)
+            continue
+        versions.update(row["versions"])
+        seconds = row["seconds"]
+        lines.append(f"| {name} | {row['input']} | {row['parameters']:,} | "
+                     f"{'ok' if row['ok'] else 'FAIL'} | {row['out_rel']:.1e} | {row['grad_rel']:.1e} | "
+                     f"{row['gradients']} | "
                      + " | ".join(f"{seconds.get(f, float('nan')):.1f}" for f in frameworks) + " |")
         print(lines[-1], flush=True)
     lines += ["", "Seconds per framework: build, load weights, capture every layer's output, input gradient.",
