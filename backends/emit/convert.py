@@ -37,9 +37,9 @@ def _source_outputs(imported, inputs: dict) -> tuple[dict, str]:
     if imported.runner is not None:
         return ({label: np.asarray(imported.runner.forward(x), dtype=np.float32) for label, x in inputs.items()},
                 f"{imported.source} run by {imported.runner.framework}")
-    from ..importing import _build
+    from ..import_check import build_imported
 
-    backend, model, built_in = _build(imported.spec, imported.weights, ("torch", "keras"))
+    backend, model, built_in = build_imported(imported.spec, imported.weights, ("torch", "keras"))
     return ({label: np.asarray(backend.forward(model, x), dtype=np.float32) for label, x in inputs.items()},
             f"{built_in} ({imported.runner_missing or 'the source framework is absent'})")
 
