@@ -4,7 +4,7 @@
   at a reduced input size; the imported spec built in PyTorch, MXNet and Keras with the imported
   weights reproduces torchvision's own eval-mode output (max|a-b| / max|b| <= 1e-4).
 - Round trip: every zoo spec built by the torch backend imports back as the same spec (block
-  spelling and names aside, see ``normal_form``) with bitwise the same weights in the same order.
+  spelling and names aside, see ``helpers.normal_form``) with bitwise the same weights in the same order.
 - The functional and tensor forms people write, one small model each, reproduce the module.
 - What cannot be stated exactly is refused with an error naming the fx node and its source line;
   a model fx cannot trace gets fx's reason and a hint.
@@ -26,12 +26,10 @@ F = torch.nn.functional
 from netparity.backends import BACKEND_NAMES, available, get_backend  # noqa: E402
 from netparity.backends.torch.importer import TorchImportError, import_model  # noqa: E402
 from netparity.backends.torch.importer.sources import AUXILIARY  # noqa: E402
-from netparity.spec import (Branches, ConcatBranches, DenseConcat, Flatten, GlobalAvgPool, GlobalMaxPool,  # noqa: E402
-                            Identity, Residual, Sequence, init_weights, zoo)
+from netparity.spec import Sequence, init_weights, zoo  # noqa: E402
 from netparity.compare.import_coverage import randomize_statistics  # noqa: E402
-from netparity.spec.layers import Block  # noqa: E402
 
-from helpers import smallest_input  # noqa: E402
+from helpers import normal_form, smallest_input  # noqa: E402
 
 TOLERANCE = 1e-4  # max|a - b| / max|b| against torchvision's own output
 EXACT = 1e-6  # small models, same arithmetic in the same framework
@@ -169,44 +167,6 @@ def test_source_names_become_layer_names():
 # ---------------------------------------------------------------------------------------
 # Round trip: zoo spec -> torch backend -> import
 # ---------------------------------------------------------------------------------------
-
-def normal_form(layers) -> tuple:
-    """A spec's layers with names and block spelling taken out: sequences spliced into their
-    parent, ``residual`` as ``branches`` add of body and shortcut (or identity), ``concat_branches``
-    as ``branches`` concat, ``dense_concat`` as consecutive concats of identity and each layer, a
-    one-layer branch as that layer, and a global pool keeping (C, 1, 1) followed by a flatten as the
-    pool to (C,). ``parameter_order`` is dropped here: the weights are compared by order."""
-    out: list = []
-    for layer in layers:
-        layer = dataclasses.replace(layer, name="")
-        if isinstance(layer, Sequence):
-            out.extend(normal_form(layer.layers))
-        elif isinstance(layer, Residual):
-            shortcut = layer.shortcut if layer.shortcut is not None else Identity()
-            out.append(_branches((layer.body, shortcut), "add"))
-        elif isinstance(layer, ConcatBranches):
-            out.append(_branches(layer.branches, "concat"))
-        elif isinstance(layer, DenseConcat):
-            out.extend(_branches((Identity(), unit), "concat") for unit in layer.layers)
-        elif isinstance(layer, Branches):
-            out.append(_branches(layer.branches, layer.merge))
-        else:
-            assert not isinstance(layer, Block), layer.kind
-            if isinstance(layer, Flatten) and out and isinstance(out[-1], (GlobalAvgPool, GlobalMaxPool)) \
-                    and out[-1].keepdims:
-                out[-1] = dataclasses.replace(out[-1], keepdims=False)
-                continue
-            out.append(layer)
-    return tuple(out)
-
-
-def _branches(branches, merge) -> tuple:
-    inner = []
-    for branch in branches:
-        flat = normal_form((branch,))
-        inner.append(flat[0] if len(flat) == 1 else flat or (Identity(),))
-    return ("branches", merge, tuple(inner))
-
 
 # the smallest input each accepts (helpers.smallest_input): VGG's dense head at 224 px alone is
 # 100 M weights; the torchvision ones keep their adaptive pool and so their head
