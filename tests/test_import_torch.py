@@ -297,6 +297,14 @@ def _slices(s, x):
     return torch.cat([y[:, y.size(1) // 3:], y[:, :2, :, :]], 1)
 
 
+def _crops(s, x):
+    y = s.c(x)
+    a = y[:, :, 1:-1, 1:]
+    b = y[..., 2:, : y.size(3) - 1]
+    c = y[:, :, :-2][:, :, :, 1:]  # a crop of H, then one of W
+    return torch.cat([a, b, c, y[:, :, :, :][:, :, 1:-1, :-1]], 1)
+
+
 def _functional_activations(s, x):
     x = F.relu6(torch.relu(F.gelu(s.c(x), approximate="tanh")))
     x = F.hardswish(F.silu(F.elu(F.leaky_relu(x, 0.3), 0.5)))
@@ -329,6 +337,7 @@ FORMS = {
         lambda: dict(a=conv(), b=conv(), a2=conv(), b2=conv(), c=conv()), (3, 6, 6)),
     "torch.chunk and split on dim 1": (lambda s, x: s.split(x), lambda: dict(split=Split()), (3, 6, 6)),
     "x[:, a:b]": (_slices, lambda: dict(c=conv()), (3, 6, 6)),
+    "x[:, :, a:b, c:d]": (_crops, lambda: dict(c=conv()), (3, 8, 9)),
     "channel shuffle view/transpose/view": (
         lambda s, x: s.shuffle(s.c(x)), lambda: dict(c=conv(), shuffle=ChannelShuffle()), (3, 5, 5)),
     "nn.ChannelShuffle": (lambda s, x: s.shuffle(s.c(x)), lambda: dict(c=conv(), shuffle=nn.ChannelShuffle(3)),
@@ -438,6 +447,9 @@ def test_kinds_and_fields_of_the_forms():
     spec = import_model(form_module("torch.chunk and split on dim 1"), (3, 6, 6)).spec
     slices = [(r.layer.start, r.layer.stop) for r in spec.infer().leaves() if r.kind == "channel_slice"]
     assert sorted(slices) == [(0, 1), (0, 3), (1, 4), (3, 6)]
+    spec = import_model(form_module("x[:, :, a:b, c:d]"), (3, 8, 9)).spec
+    assert [r.layer.crops for r in spec.infer().leaves() if r.kind == "crop2d"] == [
+        (1, 1, 1, 0), (2, 0, 0, 1), (0, 2, 0, 0), (0, 0, 1, 0), (1, 1, 0, 1)]  # x[:, :, :, :] is x
 
 
 def test_imported_weights_are_the_modules():
@@ -532,6 +544,12 @@ REFUSED = {
         r"fx node 'view' \(call_method Tensor\.view\).*a view of flat features back to \(6, 1, 1\) after flatten "
         r"'flatten'; the importer restates only dense, activation"),
     "Linear over W": (Lambda(lambda s, x: s.fc(x), fc=nn.Linear(6, 4)), r"fx node 'fc'.*mixes positions along W"),
+    "a strided slice of H": (Lambda(lambda s, x: s.c(x)[:, :, ::2], c=conv()),
+                             r"fx node 'getitem'.*indexing with.*x\[:, :, a:b, c:d\] \(a crop of H and W\) only"),
+    "a slice of channels and H at once": (Lambda(lambda s, x: s.c(x)[:, 1:3, 1:], c=conv()),
+                                          r"fx node 'getitem'.*indexing with"),
+    "a crop that leaves nothing": (Lambda(lambda s, x: s.c(x)[:, :, 3:3], c=conv()),
+                                   r"fx node 'getitem'.*rows 3:3 and columns 0:4 of a 4x4 map leave nothing"),
 }
 
 

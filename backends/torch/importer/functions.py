@@ -12,7 +12,7 @@ import inspect
 import math
 import operator
 
-from ....spec.layers import ChannelShuffle, ChannelSlice, Flatten
+from ....spec.layers import ChannelShuffle, ChannelSlice, Crop2d, Flatten
 from . import layers
 from .diagnostics import target_name
 from .values import (BATCH, CHANNELS_LAST, EXPANDED, GROUPED, SHUFFLED, STANDARD, Opaque, Param, Pieces, Tensor)
@@ -390,10 +390,15 @@ def _getitem(m, a):
 
 
 def _slice_tensor(m, x: Tensor, index) -> Tensor:
-    """``x[:, a:b]`` (trailing full slices allowed): a channel slice."""
+    """``x[:, a:b]``: a channel slice; ``x[:, :, a:b, c:d]``: a crop of H and W (bounds resolved
+    against the traced shape, as PyTorch resolves them). One Ellipsis and trailing full slices allowed."""
     index = index if isinstance(index, tuple) else (index,)
     full = slice(None)
     parts = list(index)
+    ellipses = [i for i, part in enumerate(parts) if part is Ellipsis]
+    if len(ellipses) == 1:  # x[..., a:b, c:d]: as many full slices as the rank leaves
+        i = ellipses[0]
+        parts[i:i + 1] = [full] * max(len(x.shape) + 1 - (len(parts) - 1), 0)
     while parts and (parts[-1] == full or parts[-1] is Ellipsis):
         parts.pop()
     if x.layout == STANDARD and len(parts) == 2 and parts[0] == full and isinstance(parts[1], slice) \
@@ -403,9 +408,31 @@ def _slice_tensor(m, x: Tensor, index) -> Tensor:
             return x
         if stop > start:
             return m.leaf(ChannelSlice(start, stop), x, name=m.default_name("slice"))
+    if x.layout == STANDARD and len(x.shape) == 3 and len(parts) in (3, 4) and parts[:2] == [full, full] \
+            and all(_static_unit_slice(part) for part in parts[2:]):
+        return _crop(m, x, [part.indices(size) for part, size in zip(parts[2:], x.shape[1:])])
     if not parts:
         return x
-    m.fail(f"indexing with {index!r}; the spec states x[:, a:b] (a slice of the channels) only")
+    m.fail(f"indexing with {index!r}; the spec states x[:, a:b] (a slice of the channels) and x[:, :, a:b, c:d] "
+           "(a crop of H and W) only")
+
+
+def _static_unit_slice(part) -> bool:
+    return isinstance(part, slice) and part.step in (None, 1) and all(
+        bound is None or isinstance(bound, int) and not isinstance(bound, bool) for bound in (part.start, part.stop))
+
+
+def _crop(m, x: Tensor, bounds) -> Tensor:
+    """Rows and columns ``bounds`` ((start, stop, 1) of H, then of W if given) as a crop2d."""
+    _, height, width = x.shape
+    (top, row_stop, _), (left, column_stop, _) = (*bounds, (0, width, 1))[:2]
+    if row_stop <= top or column_stop <= left:
+        m.fail(f"rows {top}:{row_stop} and columns {left}:{column_stop} of a {height}x{width} map leave nothing")
+    crop = (top, height - row_stop, left, width - column_stop)
+    if not any(crop):
+        return x
+    sides = (top, left) if crop == (top, top, left, left) else crop
+    return m.leaf(Crop2d(sides), x, name=m.default_name("crop"))
 
 
 # -- merges ---------------------------------------------------------------------------------------------------
