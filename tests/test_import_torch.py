@@ -338,6 +338,9 @@ FORMS = {
     "torch.chunk and split on dim 1": (lambda s, x: s.split(x), lambda: dict(split=Split()), (3, 6, 6)),
     "x[:, a:b]": (_slices, lambda: dict(c=conv()), (3, 6, 6)),
     "x[:, :, a:b, c:d]": (_crops, lambda: dict(c=conv()), (3, 8, 9)),
+    "negative padding crops": (  # nn.ZeroPad2d and F.pad take (left, right, top, bottom)
+        lambda s, x: F.pad(s.c(s.crop(x)), (2, -1, -1, 0)), lambda: dict(crop=nn.ZeroPad2d((-1, -2, 0, -1)), c=conv()),
+        (3, 8, 9)),
     "channel shuffle view/transpose/view": (
         lambda s, x: s.shuffle(s.c(x)), lambda: dict(c=conv(), shuffle=ChannelShuffle()), (3, 5, 5)),
     "nn.ChannelShuffle": (lambda s, x: s.shuffle(s.c(x)), lambda: dict(c=conv(), shuffle=nn.ChannelShuffle(3)),
@@ -450,6 +453,10 @@ def test_kinds_and_fields_of_the_forms():
     spec = import_model(form_module("x[:, :, a:b, c:d]"), (3, 8, 9)).spec
     assert [r.layer.crops for r in spec.infer().leaves() if r.kind == "crop2d"] == [
         (1, 1, 1, 0), (2, 0, 0, 1), (0, 2, 0, 0), (0, 0, 1, 0), (1, 1, 0, 1)]  # x[:, :, :, :] is x
+    rows = import_model(form_module("negative padding crops"), (3, 8, 9)).spec.infer().leaves()
+    assert [(r.kind, r.layer.name, getattr(r.layer, "crops", getattr(r.layer, "pads", None))) for r in rows] == [
+        ("crop2d", "crop", (0, 1, 1, 2)), ("conv2d", "c", (0, 0, 0, 0)), ("pad2d", "pad", (0, 0, 2, 0)),
+        ("crop2d", "pad/crop", (1, 0, 0, 1))]
 
 
 def test_imported_weights_are_the_modules():

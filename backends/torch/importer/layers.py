@@ -7,9 +7,9 @@ on that input (its layout, its rank) and returns the output ``Tensor``.
 
 from __future__ import annotations
 
-from ....spec.layers import (Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, ChannelScale, Conv2d, Dense,
-                            DropPath, Dropout, Flatten, GlobalAvgPool, GlobalMaxPool, LayerNorm, MaxPool2d, Pad2d,
-                            PReLU)
+from ....spec.layers import (Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, ChannelScale, Conv2d, Crop2d,
+                            Dense, DropPath, Dropout, Flatten, GlobalAvgPool, GlobalMaxPool, LayerNorm, MaxPool2d,
+                            Pad2d, PReLU)
 from .values import CHANNELS_LAST, EXPANDED, STANDARD, Param, Tensor
 
 
@@ -240,7 +240,8 @@ def flatten(m, x, start_dim, end_dim) -> Tensor:
 
 
 def pad(m, x, padding, value) -> Tensor:
-    """Zero padding of H and W; PyTorch lists the last axis first: (left, right, top, bottom)."""
+    """Zero padding of H and W; PyTorch lists the last axis first: (left, right, top, bottom). A
+    negative side crops (F.pad's, nn.ZeroPad2d's), a crop2d."""
     require(m, x, "padding", image=True)
     padding = tuple(int(p) for p in padding)
     if value not in (None, 0, 0.0):
@@ -249,11 +250,21 @@ def pad(m, x, padding, value) -> Tensor:
         padding = (*padding, 0, 0)
     if len(padding) != 4:
         m.fail(f"padding {padding} of more than H and W; the spec pads H and W only")
-    if any(p < 0 for p in padding):
-        m.fail(f"negative padding {padding} (cropping); the spec pads only")
     left, right, top, bottom = padding
-    sides = (top, bottom, left, right)
-    return m.leaf(Pad2d(sides if (top, left) != (bottom, right) else (top, left)), x)
+    grow = tuple(max(p, 0) for p in (top, bottom, left, right))
+    cut = tuple(max(-p, 0) for p in (top, bottom, left, right))  # negative padding crops that side
+    if not any(cut):
+        return m.leaf(Pad2d(_sides(grow)), x)
+    if any(grow):  # each side either grows or shrinks: padding first, then cropping, is the same
+        x = m.leaf(Pad2d(_sides(grow)), x)
+        return m.leaf(Crop2d(_sides(cut)), x, name=m.default_name() + "/crop")
+    return m.leaf(Crop2d(_sides(cut)), x)
+
+
+def _sides(sides):
+    """(top, bottom, left, right) as the symmetric pair where it is one."""
+    top, bottom, left, right = sides
+    return (top, left) if (top, left) == (bottom, right) else sides
 
 
 # -- identity in eval -------------------------------------------------------------------------------
