@@ -7,7 +7,7 @@ every backend is checked against.
 from . import zoo
 from .errors import NetparityError, SpecError
 from .layers import (BLOCK_KINDS, LAYER_KINDS, Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Block,
-                     Branches, ChannelScale, ChannelShuffle, ChannelSlice, ConcatBranches, Conv2d, Dense,
+                     Branches, ChannelScale, ChannelShuffle, ChannelSlice, ConcatBranches, Conv2d, Crop2d, Dense,
                      DenseConcat, DropPath, Dropout, Flatten, GlobalAvgPool, GlobalMaxPool, Identity, Layer,
                      LayerNorm, MaxPool2d, Normalize, Pad2d, PReLU, Residual, Row, Sequence, show_shape)
 from .model import Inference, Spec
@@ -27,4 +27,5 @@ __all__ = ["Spec", "Inference", "SpecError", "NetparityError", "LAYER_KINDS", "B
            "Layer", "Block", "Row", "Conv2d", "BatchNorm", "Activation", "MaxPool2d", "AvgPool2d",
            "AdaptiveAvgPool2d", "GlobalAvgPool", "Flatten", "Dense", "Dropout", "Sequence", "ConcatBranches",
            "Residual", "DenseConcat", "show_shape", "Pad2d", "LayerNorm", "PReLU", "ChannelScale", "Normalize",
-           "GlobalMaxPool", "DropPath", "Identity", "ChannelShuffle", "ChannelSlice", "Branches"]
+           "GlobalMaxPool", "DropPath", "Identity", "ChannelShuffle", "ChannelSlice", "Branches",
+           "Crop2d"]
