@@ -53,13 +53,15 @@ def print_parity(result: ParityResult, console: Console | None = None) -> None:
         console.print(escape(f"  {m.framework} {m.path}: expected [trainable, running] {m.expected}, got {m.got}"))
 
     if result.pairs:
-        pairs = Table("pair", "output max abs", "output rel", "input-grad rel", "worst layer (rel)",
-                      "first divergence", "", title="numerical parity")
+        pairs = Table("pair", "output abs", "output rel", "grad rel", "worst layer (rel)", "diverges from",
+                      "", title="numerical parity (output: max |a-b|, max |a-b| / max |b|; grad: the input gradient)")
         for p in result.pairs:
             pairs.add_row(escape(f"{p.a} vs {p.b}"), f"{p.output_max_abs:.2e}", f"{p.output_max_rel:.2e}",
                           f"{p.gradient_max_rel:.2e}", escape(f"{p.worst_layer} ({p.worst_layer_rel:.1e})"),
                           escape(f"{p.first_divergence} ({p.first_divergence_rel:.1e})") if p.first_divergence
                           else "-", _mark(p.ok))
+        for index in (0, 4, 5):  # long spec paths fold onto the next line instead of being cut off
+            pairs.columns[index].overflow = "fold"
         console.print(pairs)
         for p in result.pairs:
             if p.note:
