@@ -480,3 +480,18 @@ def test_a_graph_deeper_than_pythons_recursion_limit_builds_and_runs():
     x = np.linspace(-1, 1, 4, dtype=np.float32).reshape(1, 1, 2, 2)
     expected = reference.forward(reference.build(spec), x)
     np.testing.assert_allclose(K.forward(model, x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_emitted_keras_code_of_a_deep_graph_builds_too():
+    """The emitted file raises the limit itself (it may not import netparity)."""
+    from netparity.backends.emit import emit_source
+    from netparity.backends.emit.source import load_module
+
+    spec = Spec("deep", (1, 2, 2), tuple(Activation("tanh") for _ in range(sys.getrecursionlimit() + 200)))
+    source = emit_source(spec, "keras")
+    assert "sys.setrecursionlimit" in source and "import netparity" not in source and "from netparity" not in source
+    model = load_module(source).build_model()
+    x = np.linspace(-1, 1, 4, dtype=np.float32).reshape(1, 1, 2, 2)
+    expected = reference.forward(reference.build(spec), x)
+    np.testing.assert_allclose(np.asarray(model(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2), expected,
+                               rtol=1e-4, atol=1e-6)

@@ -721,6 +721,11 @@ def plan(spec) -> Plan:
     return build_plan(spec, Lowering(spec), class_name, reserved=HELPERS)
 
 
+# Specs with more rows than this raise Python's recursion limit in build_model (keras.Model recurses
+# through the graph; backends/keras/core.py graph_recursion does the same for the backend).
+DEEP_GRAPH_ROWS = 300
+
+
 def emit_source(spec) -> str:
     """One Python file that imports only Keras (and NumPy where a helper needs it) and defines
     ``build_model()``, a functional channels_last model."""
@@ -739,6 +744,12 @@ def emit_source(spec) -> str:
             body.line('raise ValueError("this model is written channels_last; set image_data_format")')
         body.line(f'x = inputs = keras.Input(shape=({h}, {w}, {c}), name="input")')
         write_body(the_plan.model, _Scope(body, top=True), "x")
+        rows = len(the_plan.spec.infer().rows)
+        deep = rows > DEEP_GRAPH_ROWS
+        if deep:
+            body.line("# keras.Model walks the graph recursively, a few frames per layer: deeper than Python's")
+            body.line("# default limit of 1000 frames allows (keras/src/ops/function.py _build_map_helper)")
+            body.line(f"sys.setrecursionlimit(max(sys.getrecursionlimit(), {8 * rows + 2000}))")
         body.line(f'return keras.Model(inputs, x, name="{identifier(spec.name) or "model"}")')
     numpy = ["import numpy as np"] if any(name in NUMPY_HELPERS for name in body.helpers) else []
     saving = [] if not LAYER_HELPERS & set(body.helpers) else [
@@ -760,6 +771,7 @@ def emit_source(spec) -> str:
         *saving,
         '"""',
         "",
+        *(["import sys", ""] if deep else []),
         "import keras",
         *numpy,
         "from keras import layers, ops",
