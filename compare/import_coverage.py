@@ -321,7 +321,8 @@ def torch_support() -> list[str]:
         f"- Tensor methods: {', '.join(f'`{m}`' for m in sorted(METHODS))}.",
         "- Patterns: `permute(0, 2, 3, 1)` -> LayerNorm / Linear / activations -> `permute(0, 3, 1, 2)` (layer norm "
         "over channels; a Linear there is a 1x1 convolution); `view(N, g, C/g, H, W)` -> `transpose(1, 2)` -> "
-        "`view(N, C, H, W)` (channel shuffle); `chunk` / `split` / `x[:, a:b]` on the channels (channel slices); a "
+        "`view(N, C, H, W)` (channel shuffle); `chunk` / `split` / `x[:, a:b]` on the channels (channel slices); `x[:, :, a:b, c:d]` and negative padding "
+        "(`F.pad`, `nn.ZeroPad2d`) on the spatial axes (crops); a "
         "learned (C, 1, 1) parameter times a tensor (layer scale); `pool(x).view(b, c)` -> Linear ... -> "
         "`.view(b, c, 1, 1)` -> `x * y.expand_as(x)` (squeeze-and-excitation with Linear layers, restated as 1x1 "
         "convolutions); DenseNet's repeated concatenation of all earlier outputs (regrouped, exactly).",
