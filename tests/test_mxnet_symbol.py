@@ -557,7 +557,8 @@ def conv(x, filters=4, name="c", **options):
 REFUSED = {
     "unknown op": (lambda d: mx.sym.Deconvolution(conv(d), kernel=(2, 2), num_filter=2, name="up"),
                    r"node 'up' \(Deconvolution\): operator 'Deconvolution' is not supported; netparity imports "
-                   r"_add, _copy, .*Convolution.*SoftmaxOutput, SVMOutput"),
+                   r"_add, _contrib_AdaptiveAvgPooling2D, _copy, .*Convolution.*SoftmaxOutput, SVMOutput, tanh; and, "
+                   r"as parts of one spec layer \(PATTERNS\), _greater_scalar, broadcast_div, .*, where"),
     "softsign": (lambda d: mx.sym.Activation(conv(d), act_type="softsign", name="act"),
                  r"node 'act' \(Activation\): act_type 'softsign' is not imported"),
     "selu": (lambda d: mx.sym.LeakyReLU(conv(d), act_type="selu", name="act"),
@@ -611,6 +612,47 @@ REFUSED = {
     "two data inputs": (lambda d: mx.sym.elemwise_add(d, mx.sym.var("mask"), name="masked"),
                         r"the graph up to 'masked' has 2 data inputs \('data', 'mask'\); netparity imports graphs "
                         "with one"),
+    "hard_sigmoid of Keras 2": (lambda d: mx.sym.hard_sigmoid(conv(d), name="hs"),
+                                r"node 'hs' \(hard_sigmoid\): hard_sigmoid with alpha 0.2, beta 0.5 is not imported: "
+                                r"the spec's hardsigmoid is PyTorch's relu6\(x \+ 3\) / 6"),
+    "pad with ones": (lambda d: mx.sym.Pad(d, mode="constant", pad_width=(0, 0, 0, 0, 1, 1, 1, 1), constant_value=1.0,
+                                           name="pad"),
+                      r"node 'pad' \(Pad\): padding with 1 is not imported: the spec pads with zeros"),
+    "-inf pad before an average pool": (
+        lambda d: mx.sym.Pooling(mx.sym.Pad(d, mode="constant", pad_width=(0, 0, 0, 0, 1, 1, 1, 1),
+                                            constant_value=float("-inf"), name="pad"),
+                                 kernel=(2, 2), stride=(2, 2), pool_type="avg", name="p"),
+        r"node 'pad' \(Pad\): padding with -inf is not imported"),
+    "edge pad": (lambda d: mx.sym.Pad(d, mode="edge", pad_width=(0, 0, 0, 0, 1, 1, 1, 1), name="pad"),
+                 r"node 'pad' \(Pad\): mode 'edge' is not imported"),
+    "pad of channels": (lambda d: mx.sym.Pad(d, mode="constant", pad_width=(0, 0, 1, 1, 0, 0, 0, 0), name="pad"),
+                        r"node 'pad' \(Pad\): pad_width=\(0, 0, 1, 1, 0, 0, 0, 0\) pads more than H and W"),
+    "max pool over padding PyTorch cannot have": (
+        lambda d: mx.sym.Pooling(mx.sym.Pad(d, mode="constant", pad_width=(0, 0, 0, 0, 2, 0, 2, 0),
+                                            constant_value=float("-inf"), name="pad"),
+                                 kernel=(2, 2), stride=(1, 1), name="p"),
+        r"node 'p' \(Pooling\): a 'valid' max pool 2x2 /1x1 over the padding \(2, 0, 2, 0\) of a 6x6 map: no "
+        "PyTorch-style pool has these windows"),
+    "where that is not a prelu": (lambda d: mx.sym.where(d > 0, d, conv(d, 2), name="w"),
+                                  r"\(_greater_scalar\): operator '_greater_scalar' is not supported on its own "
+                                  r"\(only inside PReLU as where\(x > 0, x, x \* reshape\(alpha\)\)\)"),
+    "shuffle of the wrong axes": (
+        lambda d: mx.sym.reshape(mx.sym.SwapAxis(mx.sym.reshape(conv(d), shape=(0, -4, 2, -1, -2)), dim1=2, dim2=3),
+                                 shape=(0, -3, -2), name="merge"),
+        r"node 'merge' \(Reshape\): .* is not a channel shuffle"),
+    "layernorm over the last axis": (lambda d: mx.sym.LayerNorm(d, axis=-1, name="ln"),
+                                     r"node 'ln' \(LayerNorm\): axis -1 of a 4-D batch is not imported"),
+    "softmax over the width": (lambda d: mx.sym.softmax(d, axis=3, name="sm"),
+                               r"node 'sm' \(softmax\): softmax along axis 3 of a 4-D batch is not imported"),
+    "slice of the batch": (lambda d: mx.sym.slice(d, begin=(1, None), end=(None, None), name="sl"),
+                           r"node 'sl' \(slice\): a slice of the batch axis is not imported"),
+    "slice with a step": (lambda d: mx.sym.slice(d, begin=(None, None, 0), end=(None, None, 6), step=(1, 1, 2),
+                                                 name="sl"),
+                          r"node 'sl' \(slice\): .*netparity slices with step 1"),
+    "slice of channels and rows": (lambda d: mx.sym.slice(d, begin=(None, 0, 1), end=(None, 1, None), name="sl"),
+                                   r"node 'sl' \(slice\): a slice of axes \[1, 2\] at once is not imported"),
+    "slice_axis of the height": (lambda d: mx.sym.slice_axis(d, axis=2, begin=0, end=3, name="sl"),
+                                 r"node 'sl' \(slice_axis\): slice_axis along axis 2 is not imported"),
     "not series-parallel": (
         lambda d: (lambda a, b: mx.sym.elemwise_add(a, mx.sym.elemwise_add(a, b, name="m1"), name="m2"))(
             conv(d, 2, "a"), conv(d, 2, "b")),
@@ -646,6 +688,34 @@ def test_softrelu_is_softplus():
     expected = mxnet_output(symbol, "act_output", args, {}, x)
     for framework in FRAMEWORKS:
         assert relative_error(spec_output(framework, imported.spec, imported.weights, x), expected) <= TOLERANCE
+
+
+def hand_written_forms(d):
+    """The patterns and operators a Gluon block writes, in forms netparity's backend does not use."""
+    sym = mx.sym
+    x = sym.relu(conv(sym.Pad(d, mode="constant", pad_width=(0, 0, 0, 0, 1, 2, 0, 1), name="pad"), 8, "c0"))
+    x = x * sym.Activation(x, act_type="sigmoid")  # silu
+    x = sym.reshape(sym.transpose(sym.reshape(x, shape=(0, 2, 4, 9, 7)), axes=(0, 2, 1, 3, 4)),
+                    shape=(0, 8, 9, 7), name="shuffle")  # with explicit sizes for this input
+    x = sym.tanh(sym.slice(x, begin=(None, None, 1, None), end=(None, None, -1, -1), name="crop"))
+    x = sym.sigmoid(sym.slice_axis(x, axis=-3, begin=2, end=None, name="channels"))
+    return sym.softmax(sym.Flatten(x), axis=-1, name="out")
+
+
+def test_hand_written_forms_reproduce_mxnet():
+    symbol, params, shape = small(hand_written_forms)
+    imported = import_symbol(symbol, params, input_shape=shape)
+    kinds = [row.kind for row in imported.spec.infer().leaves()]
+    assert kinds == ["conv2d", "activation", "activation", "channel_shuffle", "crop2d", "activation", "channel_slice",
+                     "activation", "flatten", "activation"]
+    leaves = [row.layer for row in imported.spec.infer().leaves()]
+    assert leaves[0].padding == (2, 3, 1, 2) and leaves[2].function == "silu" and leaves[3].groups == 2
+    assert leaves[4].crops == (1, 1, 0, 1) and (leaves[6].start, leaves[6].stop) == (2, 8)
+    x = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
+    args = {k.split(":", 1)[1]: mx.nd.array(v) for k, v in params.items()}
+    expected = mxnet_output(symbol, "out_output", args, {}, x)
+    framework = next((f for f in FRAMEWORKS if f in available()), None) or pytest.skip("no framework to build in")
+    assert relative_error(spec_output(framework, imported.spec, imported.weights, x), expected) <= TOLERANCE
 
 
 def test_a_missing_param_is_named():
@@ -754,3 +824,4 @@ def test_supported_ops_cover_the_issue_list():
                                   "Flatten", "Dropout", "elemwise_add", "_Plus", "_plus", "broadcast_add",
                                   "broadcast_mul", "Concat", "clip", "_minus_scalar", "_mul_scalar", "_plus_scalar",
                                   "_div_scalar", "identity", "_copy", "SoftmaxOutput", "LinearRegressionOutput"}
+
