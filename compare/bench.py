@@ -408,7 +408,9 @@ def bench_table(report: dict):
     columns += ["GPU MB"] if device_memory else []
     table = Table(title=title)
     for column in columns:
-        table.add_column(column, justify="left" if column in ("variant", "mode") else "right")
+        # the variant's label is never cut ("torch[b…" named nothing); the numbers' headers wrap instead
+        table.add_column(column, justify="left" if column in ("variant", "mode") else "right",
+                         no_wrap=column == "variant")
     for entry in report["results"]:
         if entry["status"] == "failed":
             error = entry["failures"][0]["error"].splitlines()[-1] if entry["failures"] else "failed"

@@ -459,6 +459,7 @@ def _glance_section(bench: dict) -> list[Block]:
     if emitted:
         each = [f"{p['emitted']['variant']} / {p['built']['variant']} {p['mode']} {_ratio(p['ratio'])}"
                 + ("" if p["ok"] else f" (✗ more than {_tolerance()} slower)")
+                + (" (within the spread between repeats)" if p["within_noise"] else "")
                 for p in emitted]
         parts.append(f"Emitted code against the backend-built model (images/s ratio): {', '.join(each)}. ")
     failed = [f"{e['variant']} {e['mode']}" for e in results if not _measured(e)]
