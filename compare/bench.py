@@ -404,13 +404,13 @@ def bench_table(report: dict):
     title = (f"{escape(report['model'])} {'x'.join(map(str, s['input_shape']))}, batch {s['batch_size']}, "
              f"{s['device']}, {s['steps']} steps x {s['repeats']} repeats")
     device_memory = any(e.get("device_memory_peak_mb") is not None for e in report["results"])
-    columns = ["variant", "mode", "images/s", "ms median", "ms p90", "GFLOP/s", "% ceiling", "RSS MB"]
+    columns = ["variant", "mode", "img/s", "ms med", "ms p90", "GFLOP/s", "% ceil", "RSS MB"]
     columns += ["GPU MB"] if device_memory else []
     table = Table(title=title)
     for column in columns:
         # the variant's label is never cut ("torch[b…" named nothing); the numbers' headers wrap instead
         table.add_column(column, justify="left" if column in ("variant", "mode") else "right",
-                         no_wrap=column == "variant")
+                         no_wrap=column == "variant", overflow="fold")
     for entry in report["results"]:
         if entry["status"] == "failed":
             error = entry["failures"][0]["error"].splitlines()[-1] if entry["failures"] else "failed"
