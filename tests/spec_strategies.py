@@ -242,9 +242,14 @@ def specs(draw, max_layers: int = 6) -> Spec:
     spec = Spec("fuzz", shape, tuple(layers))
     # A layernorm or softmax over a single channel is a constant function (its output is the bias,
     # or 1): its true input gradient is 0 and what the frameworks return is rounding noise,
-    # amplified by 1/sqrt(eps), so a relative comparison means nothing there.
-    assume(not any(row.kind == "layernorm" or row.kind == "activation" and row.layer.function == "softmax"
-                   for row in spec.infer().rows if row.input_shape[0] == 1))
+    # amplified by 1/sqrt(eps), so a relative comparison means nothing there. A layernorm over two
+    # channels is nearly one: (x1 - x2) / sqrt((x1 - x2)^2 + 4 eps) is +-1 unless the two are within
+    # ~sqrt(eps), and its small gradient comes out of a float32 cancellation (CI drew BatchNorm ->
+    # global pool -> layernorm of 2 features: mxnet and keras input gradients 1.1e-4 apart, each
+    # moving 3.4e-5 under a 1e-5 nudge of the input, every output equal to 2e-7).
+    assume(not any((row.kind == "layernorm" and row.input_shape[0] <= 2)
+                   or (row.kind == "activation" and row.layer.function == "softmax" and row.input_shape[0] == 1)
+                   for row in spec.infer().rows))
     return spec
 
 
